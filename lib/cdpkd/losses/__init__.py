@@ -1,0 +1,1 @@
+"""cdpkd.losses"""

@@ -1,0 +1,107 @@
+"""Run context: seeding, git revision, device and library versions.
+
+Every result file and checkpoint records where it came from; these helpers
+collect that provenance in one place.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import random
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python, NumPy and torch (CPU and CUDA); return a fresh NumPy Generator."""
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    try:
+        import torch
+
+        torch.manual_seed(int(seed))
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+    return np.random.default_rng(int(seed))
+
+
+@lru_cache(maxsize=1)
+def git_sha(short: bool = False) -> str:
+    """The current commit of the repository (with ``-dirty`` if it has local changes).
+
+    Returns ``"unknown"`` outside a git checkout (e.g. an installed wheel).
+    """
+    try:
+        args = ["git", "-C", str(REPO_ROOT), "rev-parse"] + (["--short"] if short else []) + ["HEAD"]
+        sha = subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def cpu_description() -> str:
+    """CPU model name and the number of cores this process may use."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model} ({cores} cores)"
+
+
+def device_description() -> str:
+    """The accelerator name if CUDA is available, else the CPU description."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except ImportError:  # pragma: no cover
+        pass
+    return "cpu: " + cpu_description()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape numerical results."""
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    for name in ("torch", "triton", "scipy", "skfem", "h5py", "pymust"):
+        try:
+            module = __import__(name)
+            versions[name] = getattr(module, "__version__", "unknown")
+        except ImportError:
+            continue
+    return versions
+
+
+def utc_now() -> str:
+    """ISO 8601 UTC timestamp, seconds resolution."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def provenance() -> dict[str, object]:
+    """The standard provenance block for result files."""
+    return {
+        "git_sha": git_sha(),
+        "date": utc_now(),
+        "device": device_description(),
+        "versions": library_versions(),
+    }
