@@ -1,0 +1,80 @@
+"""What a notebook leaves behind: figures, tables (CSV + Markdown) and a metrics JSON.
+
+Layout under ``<results_dir>/<profile>/``::
+
+    <stem>.json                 {"profile", "device", "git_sha", "date", "methods": {...}, ...}
+    figures/<stem>__<name>.png
+    tables/<stem>__<name>.csv and .md
+
+The pipeline copies figures and tables of full (non-smoke) runs to ``figures/``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_path, write_json, write_text
+from .runtime import device_description, git_sha, utc_now
+
+
+def markdown_table(df: Any, float_format: str = "{:.4g}") -> str:
+    """Render a pandas DataFrame as a GitHub Markdown table (index included when named)."""
+    frame = df.reset_index() if df.index.name is not None else df
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return "nan" if math.isnan(value) else float_format.format(value)
+        return str(value)
+
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows]) + "\n"
+
+
+class NotebookReport:
+    """Writes one notebook's outputs for one profile.
+
+    Args:
+        stem: notebook name without extension, e.g. ``"00_data_simulation"``.
+        profile: ``smoke``, ``cpu`` or ``paper``.
+        results_dir: root of the results tree.
+    """
+
+    def __init__(self, stem: str, profile: str, results_dir: str | os.PathLike = "../results") -> None:
+        self.stem = stem
+        self.profile = profile
+        self.root = Path(results_dir) / profile
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def figure(self, fig: Any, name: str, dpi: int = 110) -> Path:
+        """Save a matplotlib figure as PNG; returns its path."""
+        target = self.root / "figures" / f"{self.stem}__{name}.png"
+        with atomic_path(target, suffix=".png") as tmp:
+            # no timestamp metadata, so re-running gives the same file
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": None})
+        return target
+
+    def table(self, df: Any, name: str) -> Path:
+        """Save a DataFrame as CSV and Markdown; returns the Markdown path."""
+        buffer = io.StringIO()
+        df.to_csv(buffer)
+        write_text(self.root / "tables" / f"{self.stem}__{name}.csv", buffer.getvalue())
+        return write_text(self.root / "tables" / f"{self.stem}__{name}.md", markdown_table(df))
+
+    def metrics(self, methods: dict[str, dict[str, float]], **extra: Any) -> Path:
+        """Write ``<stem>.json`` with provenance, per-method metrics and extra sections."""
+        payload = {
+            "notebook": self.stem,
+            "profile": self.profile,
+            "device": device_description(),
+            "git_sha": git_sha(),
+            "date": utc_now(),
+            "methods": methods,
+            **extra,
+        }
+        return write_json(self.root / f"{self.stem}.json", payload)

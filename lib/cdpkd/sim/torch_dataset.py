@@ -1,0 +1,114 @@
+"""A torch ``Dataset`` over a simulated HDF5 dataset, with seeded random crops."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .dataset import open_dataset
+
+
+class RFPairDataset(Dataset):
+    """Serves pre/post RF, ground-truth displacement and ROI masks.
+
+    Each item is a dict of tensors (H', W' = crop size or the full frame):
+
+    * ``pre``, ``post``: float32 (1, H', W'), divided by the pre crop's RF std
+      when ``normalize`` (displacement estimation is scale-free; this keeps
+      network inputs O(1) whatever the simulator's gain);
+    * ``displacement``: float32 (2, H', W'), axial samples / lateral lines;
+    * ``inclusion_mask``, ``background_mask``: bool (1, H', W') (edge bands excluded);
+    * ``applied_strain``: float32 scalar; ``index``: int64; ``offset``: int64 (2,) crop origin.
+
+    Crops are drawn from ``seed``, the epoch (:meth:`set_epoch`) and the index,
+    so they are reproducible and independent of worker count or order.
+
+    Args:
+        path: HDF5 file written by :func:`cdpkd.sim.dataset.write_dataset`.
+        crop: (height, width) of crops, or ``None`` for whole frames.
+        random_crop: random crop positions; else centred crops.
+        seed: seed of the crop positions.
+        normalize: scale RF by the pre crop's standard deviation.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        crop: tuple[int, int] | None = None,
+        *,
+        random_crop: bool = True,
+        seed: int = 0,
+        normalize: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        with open_dataset(self.path) as f:
+            self.n_pairs, self.height, self.width = f["pre"].shape
+        if crop is not None:
+            crop = (int(crop[0]), int(crop[1]))
+            if not (0 < crop[0] <= self.height and 0 < crop[1] <= self.width):
+                raise ValueError(f"crop {crop} does not fit frames of {self.height} x {self.width} in {self.path}")
+        self.crop = crop
+        self.random_crop = random_crop
+        self.seed = int(seed)
+        self.normalize = normalize
+        self.epoch = 0
+        self._file = None
+        self._pid = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw new crop positions for ``epoch``."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n_pairs
+
+    def _handle(self):
+        # h5py handles must not cross a fork: reopen in each DataLoader worker
+        if self._file is None or self._pid != os.getpid():
+            self._file = open_dataset(self.path)
+            self._pid = os.getpid()
+        return self._file
+
+    def _offset(self, index: int) -> tuple[int, int]:
+        if self.crop is None:
+            return 0, 0
+        room_h, room_w = self.height - self.crop[0], self.width - self.crop[1]
+        if not self.random_crop:
+            return room_h // 2, room_w // 2
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
+        return int(rng.integers(room_h + 1)), int(rng.integers(room_w + 1))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < self.n_pairs:
+            raise IndexError(f"index {index} out of range for {self.n_pairs} pairs in {self.path}")
+        f = self._handle()
+        top, left = self._offset(index)
+        h, w = self.crop or (self.height, self.width)
+        rows, cols = slice(top, top + h), slice(left, left + w)
+        pre = f["pre"][index, rows, cols]
+        post = f["post"][index, rows, cols]
+        if self.normalize:
+            scale = float(pre.std()) or 1.0
+            pre, post = pre / scale, post / scale
+        labels = f["labels"][index, rows, cols]
+        return {
+            "pre": torch.from_numpy(np.ascontiguousarray(pre[None], dtype=np.float32)),
+            "post": torch.from_numpy(np.ascontiguousarray(post[None], dtype=np.float32)),
+            "displacement": torch.from_numpy(f["displacement"][index, :, rows, cols]),
+            "inclusion_mask": torch.from_numpy((labels > 0) & (labels < 255))[None],
+            "background_mask": torch.from_numpy(labels == 0)[None],
+            "applied_strain": torch.tensor(float(f["applied_strain"][index]), dtype=torch.float32),
+            "index": torch.tensor(index, dtype=torch.int64),
+            "offset": torch.tensor([top, left], dtype=torch.int64),
+        }
+
+    def __getstate__(self) -> dict:
+        # an open h5py handle cannot be pickled into DataLoader workers
+        state = self.__dict__.copy()
+        state["_file"] = None
+        state["_pid"] = None
+        return state
