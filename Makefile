@@ -13,7 +13,7 @@ ONLY       ?=
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.cdpkd-installed
 
-.PHONY: setup reproduce test lint clean-smoke
+.PHONY: setup reproduce test lint clean-smoke notebooks
 
 setup: $(STAMP)
 
@@ -34,3 +34,7 @@ lint: setup
 
 clean-smoke:
 	rm -rf results/smoke data/smoke
+
+# Maintainers: re-execute the committed notebooks with their smoke defaults (for nbval).
+notebooks: setup
+	$(PY) -m cdpkd.nbtools execute notebooks/[0-9][0-9]_*.ipynb

@@ -61,13 +61,14 @@ class Profile:
     notebooks: dict[str, dict[str, Any]]
 
 
-def list_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
+def list_notebooks(notebook_dir: Path | None = None) -> list[Path]:
     """The pipeline's notebooks, in order (``NN_name.ipynb``)."""
-    return sorted(p for p in notebook_dir.glob("[0-9][0-9]_*.ipynb"))
+    return sorted((notebook_dir or NOTEBOOK_DIR).glob("[0-9][0-9]_*.ipynb"))
 
 
-def load_profile(name: str, profile_dir: Path = PROFILE_DIR) -> Profile:
+def load_profile(name: str, profile_dir: Path | None = None) -> Profile:
     """Read and check ``profiles/<name>.yaml``."""
+    profile_dir = profile_dir or PROFILE_DIR
     path = profile_dir / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in profile_dir.glob("*.yaml"))

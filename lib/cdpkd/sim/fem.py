@@ -177,7 +177,7 @@ def solve_compression(
     xs, zs = _mesh_lines(phantom, element_size_m)
     mesh = MeshTri.init_tensor(xs, zs)
     vbasis = Basis(mesh, ElementVector(ElementTriP2()))
-    xq, zq = vbasis.global_coordinates().value  # (n_elements, n_quadrature) each
+    xq, zq = np.asarray(vbasis.global_coordinates())  # (n_elements, n_quadrature) each
     young = phantom.stiffness(zq, xq)
     if not np.isfinite(young).all() or (young <= 0).any():
         raise ValueError("phantom stiffness must be finite and positive everywhere")

@@ -48,7 +48,7 @@ class SimulationConfig:
     phantom: PhantomSpec = field(default_factory=PhantomSpec)
     strain_range: tuple[float, float] = (0.005, 0.03)
     max_lateral_slip_m: float = 0.2e-3
-    bonded_probability: float = 0.5
+    bonded_probability: float = 0.3
     element_size_m: float = 0.8e-3
     poisson: float = 0.495
     simulator: Simulator = "convolution"
@@ -142,6 +142,10 @@ def simulate_pair(config: SimulationConfig, seed: int) -> SimulatedPair:
     solution = solve_compression(phantom, compression, element_size_m=config.element_size_m, poisson=config.poisson)
 
     scatterers = random_scatterers(rng, phantom, img)
+    if config.simulator == "simus":
+        # SIMUS models a probe in contact with the tissue: nothing lies in front of it
+        front = scatterers.z_m > 0
+        scatterers = Scatterers(scatterers.z_m[front], scatterers.x_m[front], scatterers.amplitude[front])
     uz_s, ux_s = solution.displacement_at(scatterers.z_m, scatterers.x_m)
     pre_clean = _render(scatterers, config)
     post_clean = _render(scatterers.displaced(uz_s, ux_s), config)

@@ -1,0 +1,72 @@
+"""The simulated datasets of the study, built from notebook parameters.
+
+Every notebook that needs simulated data declares the same parameters
+(grid, pulse, sizes, seed) and calls :func:`study_datasets`; the artifact
+cache makes the first caller build them and every later caller reuse them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .dataset import ensure_dataset
+from .imaging import ImagingConfig
+from .pair import SimulationConfig
+
+# Base-seed offsets keep train, test and SIMUS sets disjoint for the same study seed.
+TEST_SEED_OFFSET = 1_000_000
+SIMUS_SEED_OFFSET = 2_000_000
+
+
+def simulation_config(
+    *,
+    n_samples: int,
+    n_lines: int,
+    fs_mhz: float = 40.0,
+    fc_mhz: float = 5.0,
+    pitch_mm: float = 0.2,
+    snr_db: float | None = 30.0,
+    strain_min: float = 0.005,
+    strain_max: float = 0.03,
+    simulator: str = "convolution",
+) -> SimulationConfig:
+    """A :class:`SimulationConfig` from notebook-style parameters (MHz, mm, fractions)."""
+    imaging = ImagingConfig(
+        n_samples=int(n_samples),
+        n_lines=int(n_lines),
+        fs_hz=float(fs_mhz) * 1e6,
+        fc_hz=float(fc_mhz) * 1e6,
+        pitch_m=float(pitch_mm) * 1e-3,
+        snr_db=None if snr_db is None else float(snr_db),
+    )
+    return SimulationConfig(imaging=imaging, strain_range=(float(strain_min), float(strain_max)), simulator=simulator)
+
+
+def study_datasets(
+    data_dir: str | os.PathLike,
+    *,
+    seed: int,
+    n_train: int,
+    n_test: int,
+    config: SimulationConfig,
+    simus_pairs: int = 0,
+    simus_config: SimulationConfig | None = None,
+    workers: int | None = None,
+) -> dict[str, Path]:
+    """Paths of the train, test (and optional SIMUS) HDF5 datasets, built if missing.
+
+    Returns:
+        ``{"train": path, "test": path}`` plus ``"simus"`` when ``simus_pairs > 0``.
+    """
+    paths = {
+        "train": ensure_dataset(data_dir, config, n_train, seed, workers=workers, name="sim_train"),
+        "test": ensure_dataset(data_dir, config, n_test, seed + TEST_SEED_OFFSET, workers=workers, name="sim_test"),
+    }
+    if simus_pairs > 0:
+        if simus_config is None or simus_config.simulator != "simus":
+            raise ValueError("simus_pairs > 0 needs a simus_config with simulator='simus'")
+        paths["simus"] = ensure_dataset(
+            data_dir, simus_config, simus_pairs, seed + SIMUS_SEED_OFFSET, workers=workers, name="sim_simus"
+        )
+    return paths

@@ -1,0 +1,96 @@
+"""The papermill pipeline: profiles, parameter checks, failures, publishing, resume."""
+
+import json
+
+import nbformat
+import pytest
+
+from cdpkd import pipeline
+from cdpkd.pipeline import PipelineError, list_notebooks, load_profile, notebook_parameters
+
+
+def make_notebook(path, body):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell('profile = "smoke"\nfail = False\nresults_dir = "results"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(body),
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    notebooks, profiles, results, figures = (tmp_path / d for d in ("notebooks", "profiles", "results", "figures"))
+    for d in (notebooks, profiles):
+        d.mkdir()
+    make_notebook(
+        notebooks / "01_tiny.ipynb",
+        "import pandas as pd\n"
+        "from cdpkd.report import NotebookReport\n"
+        "if fail:\n    raise ValueError('deliberate failure')\n"
+        "r = NotebookReport('01_tiny', profile, results_dir)\n"
+        "r.table(pd.DataFrame({'a': [1.5]}), 'numbers')\n"
+        "r.metrics({'teacher': {'params': 3}})",
+    )
+    (profiles / "smoke.yaml").write_text(f"common:\n  results_dir: {results}\n")
+    (profiles / "cpu.yaml").write_text(f"common:\n  results_dir: {results}\n  unused_elsewhere: 3\n")
+    (profiles / "broken.yaml").write_text(f"notebooks:\n  01_tiny:\n    fail: true\n    results_dir: {results}\n")
+    (profiles / "typo.yaml").write_text("notebooks:\n  01_tiny:\n    n_trian: 5\n")
+    for name, value in (("NOTEBOOK_DIR", notebooks), ("PROFILE_DIR", profiles), ("RESULTS_DIR", results), ("FIGURES_DIR", figures)):
+        monkeypatch.setattr(pipeline, name, value)
+    return tmp_path
+
+
+def test_unknown_profile_lists_known_ones(sandbox):
+    with pytest.raises(PipelineError, match=r"unknown profile 'gpu'.*known profiles: broken, cpu, smoke, typo"):
+        load_profile("gpu", pipeline.PROFILE_DIR)
+
+
+def test_undeclared_parameter_is_an_error(sandbox):
+    nb = pipeline.NOTEBOOK_DIR / "01_tiny.ipynb"
+    with pytest.raises(PipelineError, match=r"sets \['n_trian'\] for 01_tiny.ipynb"):
+        notebook_parameters(load_profile("typo", pipeline.PROFILE_DIR), nb)
+    # common entries go only where declared
+    params = notebook_parameters(load_profile("cpu", pipeline.PROFILE_DIR), nb)
+    assert "unused_elsewhere" not in params and params["profile"] == "cpu"
+
+
+def test_failure_names_notebook_and_cell(sandbox):
+    with pytest.raises(PipelineError, match=r"01_tiny.ipynb failed in cell .*ValueError: deliberate failure"):
+        pipeline.run("broken")
+    state = json.loads((sandbox / "results" / "broken" / "pipeline.json").read_text())
+    assert state["01_tiny"]["status"] == "failed"
+    assert pipeline.main(["--profile", "broken"]) == 1
+
+
+def test_full_run_publishes_and_resume_skips(sandbox, capsys):
+    pipeline.run("cpu")
+    out = sandbox / "results" / "cpu"
+    assert (out / "01_tiny.ipynb").is_file()
+    metrics = json.loads((out / "01_tiny.json").read_text())
+    assert metrics["profile"] == "cpu" and metrics["methods"]["teacher"]["params"] == 3
+    assert (sandbox / "figures" / "01_tiny__numbers.md").is_file()
+    provenance = json.loads((sandbox / "figures" / "PROVENANCE.json").read_text())
+    assert provenance["notebooks"]["01_tiny"]["profile"] == "cpu"
+    assert provenance["notebooks"]["01_tiny"]["status"] == "ok"
+    pipeline.run("cpu", resume=True)
+    assert "up to date, skipped" in capsys.readouterr().out
+
+
+def test_smoke_never_publishes(sandbox):
+    pipeline.run("smoke", only=["01"])
+    assert not (sandbox / "figures").exists()
+    with pytest.raises(PipelineError, match="no such notebook"):
+        pipeline.run("smoke", only=["07"])
+
+
+def test_repository_profiles_fit_the_notebooks():
+    notebooks = list_notebooks()
+    assert notebooks, "the repository has pipeline notebooks"
+    for name in ("smoke", "cpu", "paper"):
+        profile = load_profile(name)
+        for nb in notebooks:
+            notebook_parameters(profile, nb)
+        listed = set(profile.notebooks)
+        assert listed <= {nb.stem for nb in notebooks}, f"{name}.yaml names unknown notebooks {listed}"
