@@ -1,1 +1,35 @@
-"""cdpkd.models"""
+"""Displacement networks: one configurable PWC-family network and its named configurations.
+
+Public API:
+
+- ``PWCConfig``: frozen dataclass with every conv width explicit
+  (``to_dict``/``from_dict``/``to_json``/``from_json``, ``scaled(m)``, ``replace``).
+- ``PWCNet(config)``: ``forward(pre, post, return_features=False)`` -> dict with
+  "displacement" (N x 2 x H x W, samples / lines), "levels" (coarse to fine,
+  full-resolution units), "strides", "pyramid_levels", optionally "features".
+- ``GOCorrelation``: GOCor-style optimized local cost volume; ``transposed_correlation``.
+- ``MODEL_CONFIGS`` (name -> config factory), ``build_model(name_or_config, seed=None)``,
+  ``count_parameters(model)``, ``model_spec(model)``.
+- ``save_model(path, model)`` / ``load_model(path)``: spec JSON + state_dict, no pickle.
+"""
+
+from .config import PWCConfig
+from .gocor import GOCorrelation, transposed_correlation
+from .io import load_model, save_model
+from .pwc import PWCNet
+from .registry import ARCHITECTURES, MODEL_CONFIGS, build_model, count_parameters, get_config, model_spec
+
+__all__ = [
+    "ARCHITECTURES",
+    "GOCorrelation",
+    "MODEL_CONFIGS",
+    "PWCConfig",
+    "PWCNet",
+    "build_model",
+    "count_parameters",
+    "get_config",
+    "load_model",
+    "model_spec",
+    "save_model",
+    "transposed_correlation",
+]
