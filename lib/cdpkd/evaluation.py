@@ -1,0 +1,129 @@
+"""Evaluate displacement estimators on a simulated test set against ground truth.
+
+An *estimator* is any callable ``(pre, post) -> displacement`` taking two
+H x W RF frames (NumPy float32) and returning a 2 x H x W displacement
+(axial samples, lateral lines), so networks and classical trackers are
+compared on exactly the same footing. Metric names follow DESIGN.md
+section 4: ``disp_rmse_axial``, ``disp_rmse_lateral`` (samples / lines),
+``strain_rmse`` (dimensionless), ``snre`` (axial strain, background ROI),
+``cnr_db`` (inclusion vs background), ``warp_ncc`` and ``time_per_frame_ms``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .metrics import axial_strain, cnr_db, disp_rmse, snre, strain_rmse, warp_ncc
+from .sim import read_pair
+from .sim.dataset import open_dataset
+
+Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray]
+METRICS = ("disp_rmse_axial", "disp_rmse_lateral", "strain_rmse", "snre", "cnr_db", "warp_ncc", "time_per_frame_ms")
+
+
+@dataclass
+class Evaluation:
+    """Per-pair metrics, their means per method, and the estimates kept for figures.
+
+    Attributes:
+        per_pair: one row per (method, pair) with the metric columns.
+        summary: metric means per method (CNR over pairs with an inclusion).
+        estimates: ``{method: {pair index: 2 x H x W displacement}}`` for the kept pairs.
+    """
+
+    per_pair: pd.DataFrame
+    summary: pd.DataFrame
+    estimates: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
+
+
+def _border_mask(shape: tuple[int, int], border: tuple[int, int]) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    by, bx = border
+    mask[by : shape[0] - by or None, bx : shape[1] - bx or None] = True
+    return mask
+
+
+def pair_metrics(
+    estimate: np.ndarray,
+    truth: np.ndarray,
+    pre: np.ndarray,
+    post: np.ndarray,
+    labels: np.ndarray,
+    *,
+    strain_window: int,
+    border: tuple[int, int],
+) -> dict[str, float]:
+    """Quality metrics of one estimate (2 x H x W) against ground truth and the RF pair.
+
+    Pixels within ``border`` (samples, lines) of the frame edge are excluded
+    everywhere: trackers and networks are unreliable where the search window
+    leaves the frame, and so is the LS strain.
+    """
+    if estimate.shape != truth.shape:
+        raise ValueError(f"estimate shape {estimate.shape} differs from ground truth {truth.shape}")
+    if not np.isfinite(estimate).all():
+        raise ValueError("estimate contains NaN or Inf")
+    inner = _border_mask(labels.shape, border)
+    rmse = disp_rmse(estimate[None], truth[None], inner)
+    strain = axial_strain(estimate[None], strain_window)[0, 0]
+    background = inner & (labels == 0)
+    inclusion = inner & (labels > 0) & (labels < 255)
+    has_roi = background.sum() > 50 and inclusion.sum() > 50
+    return {
+        "disp_rmse_axial": float(rmse.axial[0]),
+        "disp_rmse_lateral": float(rmse.lateral[0]),
+        "strain_rmse": float(strain_rmse(estimate[None], truth[None], strain_window, inner)[0]),
+        "snre": float(snre(strain, background)) if background.sum() > 50 else math.nan,
+        "cnr_db": float(cnr_db(strain, inclusion, background)) if has_roi else math.nan,
+        "warp_ncc": float(warp_ncc(pre[None, None], post[None, None], estimate[None])[0]),
+    }
+
+
+def evaluate_estimators(
+    estimators: dict[str, Estimator],
+    dataset: str | os.PathLike,
+    *,
+    strain_window: int = 31,
+    border: tuple[int, int] = (32, 4),
+    max_pairs: int | None = None,
+    keep: tuple[int, ...] = (),
+) -> Evaluation:
+    """Run every estimator on every pair of ``dataset`` and score it.
+
+    Args:
+        estimators: ``{method name: estimator}``.
+        dataset: HDF5 test set from :mod:`cdpkd.sim`.
+        strain_window: LS strain window in samples.
+        border: excluded margin (samples, lines).
+        max_pairs: evaluate only the first pairs.
+        keep: pair indices whose estimates are returned for figures.
+    """
+    with open_dataset(dataset) as f:
+        n_pairs = f["pre"].shape[0]
+    n_pairs = min(n_pairs, max_pairs or n_pairs)
+    rows = []
+    estimates: dict[str, dict[int, np.ndarray]] = {name: {} for name in estimators}
+    for index in range(n_pairs):
+        pair = read_pair(dataset, index)
+        for name, estimate_fn in estimators.items():
+            start = time.perf_counter()
+            estimate = np.asarray(estimate_fn(pair.pre, pair.post), dtype=np.float32)
+            elapsed = time.perf_counter() - start
+            if estimate.shape != pair.displacement.shape:
+                raise ValueError(f"{name} returned shape {estimate.shape}, expected {pair.displacement.shape}")
+            metrics = pair_metrics(
+                estimate, pair.displacement, pair.pre, pair.post, pair.labels, strain_window=strain_window, border=border
+            )
+            rows.append({"method": name, "pair": index, **metrics, "time_per_frame_ms": 1e3 * elapsed})
+            if index in keep:
+                estimates[name][index] = estimate
+    per_pair = pd.DataFrame(rows)
+    summary = per_pair.groupby("method", sort=False)[list(METRICS)].mean()
+    return Evaluation(per_pair=per_pair, summary=summary, estimates=estimates)
