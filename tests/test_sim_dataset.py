@@ -141,3 +141,15 @@ def test_torch_dataset_rejects_bad_crop(dataset):
         RFPairDataset(path, crop=(512, 16))
     with pytest.raises(IndexError):
         RFPairDataset(path)[3]
+
+
+def test_torch_dataset_subset_serves_the_chosen_pairs(dataset):
+    path, _ = dataset
+    subset = RFPairDataset(path, indices=[2, 0])
+    assert len(subset) == 2
+    assert subset[0]["index"].item() == 2 and subset[1]["index"].item() == 0
+    assert torch.equal(subset[0]["displacement"], RFPairDataset(path)[2]["displacement"])
+    with pytest.raises(ValueError, match="indices"):
+        RFPairDataset(path, indices=[0, 3])
+    with pytest.raises(ValueError, match="indices"):
+        RFPairDataset(path, indices=[])

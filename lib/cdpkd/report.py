@@ -67,7 +67,11 @@ class NotebookReport:
         return write_text(self.root / "tables" / f"{self.stem}__{name}.md", markdown_table(df))
 
     def metrics(self, methods: dict[str, dict[str, float]], **extra: Any) -> Path:
-        """Write ``<stem>.json`` with provenance, per-method metrics and extra sections."""
+        """Write ``<stem>.json`` with provenance, per-method metrics and extra sections.
+
+        NaN / Inf (a metric that was not measured, e.g. GPU latency without a
+        GPU, or undefined, e.g. CNR without an inclusion) are written as ``null``.
+        """
         payload = {
             "notebook": self.stem,
             "profile": self.profile,
@@ -77,4 +81,14 @@ class NotebookReport:
             "methods": methods,
             **extra,
         }
-        return write_json(self.root / f"{self.stem}.json", payload)
+        return write_json(self.root / f"{self.stem}.json", _finite_or_null(payload))
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value

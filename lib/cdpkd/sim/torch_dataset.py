@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,8 @@ class RFPairDataset(Dataset):
         random_crop: random crop positions; else centred crops.
         seed: seed of the crop positions.
         normalize: scale RF by the pre crop's standard deviation.
+        indices: serve only these pairs of the file (e.g. a train/validation
+            split); item ``i`` is pair ``indices[i]``. Default: every pair.
     """
 
     def __init__(
@@ -43,10 +46,16 @@ class RFPairDataset(Dataset):
         random_crop: bool = True,
         seed: int = 0,
         normalize: bool = True,
+        indices: Sequence[int] | None = None,
     ) -> None:
         self.path = Path(path)
         with open_dataset(self.path) as f:
-            self.n_pairs, self.height, self.width = f["pre"].shape
+            n_file, self.height, self.width = f["pre"].shape
+        self.indices = list(range(n_file)) if indices is None else [int(i) for i in indices]
+        bad = [i for i in self.indices if not 0 <= i < n_file]
+        if bad or not self.indices:
+            raise ValueError(f"indices must be a non-empty subset of 0..{n_file - 1} for {self.path}, got bad {bad[:5]}")
+        self.n_pairs = len(self.indices)
         if crop is not None:
             crop = (int(crop[0]), int(crop[1]))
             if not (0 < crop[0] <= self.height and 0 < crop[1] <= self.width):
@@ -86,6 +95,7 @@ class RFPairDataset(Dataset):
         if not 0 <= index < self.n_pairs:
             raise IndexError(f"index {index} out of range for {self.n_pairs} pairs in {self.path}")
         f = self._handle()
+        index = self.indices[index]
         top, left = self._offset(index)
         h, w = self.crop or (self.height, self.width)
         rows, cols = slice(top, top + h), slice(left, left + w)

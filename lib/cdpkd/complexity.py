@@ -1,0 +1,70 @@
+"""Model cost: parameters, FLOPs per frame and latency per frame (median of repeats).
+
+FLOPs follow PyTorch's ``FlopCounterMode`` convention (one multiply-add = 2
+FLOPs); the correlation op registers its own formula (``cdpkd.ops``) so the
+cost volume is counted too. Latency is wall time of one forward on a
+1 x 1 x H x W pair: ``time.perf_counter`` on CPU, CUDA events on GPU, after
+warm-up, median over repeats.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def _pair(height: int, width: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    pre = torch.randn(1, 1, height, width, generator=g)
+    return pre.to(device), torch.roll(pre, 1, dims=-2).to(device)
+
+
+def count_flops(model: nn.Module, height: int, width: int) -> int:
+    """FLOPs of one forward pass on a ``height`` x ``width`` RF pair (batch 1)."""
+    device = next(model.parameters()).device
+    pre, post = _pair(height, width, device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(pre, post)
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def latency_ms(model: nn.Module, height: int, width: int, *, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time in milliseconds of one forward pass on a ``height`` x ``width`` pair.
+
+    Runs on the model's device; on CUDA the time is measured with CUDA events.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    device = next(model.parameters()).device
+    pre, post = _pair(height, width, device)
+    was_training = model.training
+    model.eval()
+    times = []
+    try:
+        with torch.no_grad():
+            for i in range(warmup + repeats):
+                if device.type == "cuda":
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    model(pre, post)
+                    end.record()
+                    torch.cuda.synchronize(device)
+                    elapsed = start.elapsed_time(end)
+                else:
+                    t0 = time.perf_counter()
+                    model(pre, post)
+                    elapsed = 1e3 * (time.perf_counter() - t0)
+                if i >= warmup:
+                    times.append(elapsed)
+    finally:
+        model.train(was_training)
+    return float(statistics.median(times))

@@ -1,0 +1,193 @@
+"""Unsupervised training of a displacement network on simulated RF pairs (the teacher recipe).
+
+The recipe is a plain dataclass; :func:`ensure_unsupervised_model` trains it
+once and caches the result (``model.pt`` + training history) under the
+artifact root, keyed by the recipe, the model configuration and the training
+set. The training run itself lives in a sibling ``<key>.run/`` folder with
+checkpoints, so an interrupted run resumes where it stopped.
+
+Validation holds out the last ``val_pairs`` pairs of the training file
+(never the test set) and scores whole frames against ground truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..artifacts import artifact_dir, cached
+from ..estimators import network_estimator
+from ..evaluation import pair_metrics
+from ..losses import UnsupervisedLoss, UnsupervisedLossConfig
+from ..models import PWCConfig, build_model, get_config, load_model, save_model
+from ..sim import RFPairDataset, read_pair
+from ..sim.dataset import open_dataset
+from ..train import FitConfig, History, fit
+
+MODEL_FILE = "model.pt"
+
+
+@dataclass
+class UnsupervisedRecipe:
+    """Settings of one unsupervised training run.
+
+    Attributes:
+        model: registry name of the network (:data:`cdpkd.models.MODEL_CONFIGS`).
+        model_overrides: fields of its :class:`~cdpkd.models.PWCConfig` to change,
+            e.g. ``{"input_mode": "rf+envelope"}``.
+        crop: training crop (samples, lines), drawn at random positions each epoch.
+        steps, batch_size, lr, weight_decay, warmup_steps, grad_clip: AdamW + cosine schedule.
+        loss: overrides of :class:`~cdpkd.losses.UnsupervisedLossConfig` fields.
+        val_pairs: last pairs of the training file held out for validation (0 = none).
+        val_every: validate every this many steps (None = at the end only).
+        strain_window: LS strain window (samples) of the validation metrics.
+        seed: weights, data order and crops.
+    """
+
+    model: str
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    crop: tuple[int, int] = (256, 64)
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    grad_clip: float | None = 1.0
+    loss: dict[str, Any] = field(default_factory=dict)
+    val_pairs: int = 4
+    val_every: int | None = None
+    strain_window: int = 31
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.crop = (int(self.crop[0]), int(self.crop[1]))
+        self.model_config()  # unknown names or fields fail here, with a clear message
+        UnsupervisedLossConfig.from_dict(self.loss)  # so do unknown or invalid loss settings
+        if self.val_pairs < 0:
+            raise ValueError(f"val_pairs must be >= 0, got {self.val_pairs}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def model_config(self) -> PWCConfig:
+        """The registry configuration of ``model`` with ``model_overrides`` applied."""
+        config = get_config(self.model)
+        unknown = sorted(set(self.model_overrides) - {f.name for f in dataclasses.fields(config)})
+        if unknown:
+            raise ValueError(f"model_overrides: {unknown} are not fields of {type(config).__name__}")
+        return dataclasses.replace(config, **self.model_overrides)
+
+    def fit_config(self, profile: str) -> FitConfig:
+        return FitConfig(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            warmup_steps=min(self.warmup_steps, self.steps - 1),
+            grad_clip=self.grad_clip,
+            seed=self.seed,
+            val_every=self.val_every,
+            log_every=max(1, min(10, self.steps // 20)),
+            profile=profile,
+        )
+
+
+def _split(train_path: Path, val_pairs: int) -> tuple[list[int], list[int]]:
+    with open_dataset(train_path) as f:
+        n = f["pre"].shape[0]
+    if val_pairs >= n:
+        raise ValueError(f"val_pairs={val_pairs} leaves no training pairs in {train_path} ({n} pairs)")
+    return list(range(n - val_pairs)), list(range(n - val_pairs, n))
+
+
+def validation_fn(train_path: Path, indices: list[int], strain_window: int):
+    """``val_fn(model, step)``: mean full-frame metrics of the held-out pairs against ground truth."""
+    pairs = [read_pair(train_path, i) for i in indices]
+
+    def val_fn(model: nn.Module, step: int) -> dict[str, float]:
+        device = next(model.parameters()).device
+        estimate = network_estimator(model, device)
+        rows = []
+        for p in pairs:
+            rows.append(
+                pair_metrics(
+                    estimate(p.pre, p.post), p.displacement, p.pre, p.post, p.labels,
+                    strain_window=strain_window, border=(32, 4),
+                )
+            )
+        keys = ("disp_rmse_axial", "disp_rmse_lateral", "strain_rmse", "warp_ncc")
+        return {k: float(np.nanmean([r[k] for r in rows])) for k in keys}  # logged as val_<key>
+
+    return val_fn
+
+
+def train_unsupervised(
+    recipe: UnsupervisedRecipe,
+    train_path: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    *,
+    profile: str = "default",
+    device: str | torch.device | None = None,
+) -> tuple[nn.Module, History]:
+    """Train ``recipe.model`` with the unsupervised loss; resumes from checkpoints in ``run_dir``."""
+    train_path = Path(train_path)
+    train_idx, val_idx = _split(train_path, recipe.val_pairs)
+    dataset = RFPairDataset(train_path, crop=recipe.crop, seed=recipe.seed, indices=train_idx)
+    model = build_model(recipe.model_config(), seed=recipe.seed)
+    loss = UnsupervisedLoss(UnsupervisedLossConfig.from_dict(recipe.loss))
+
+    def loss_fn(net: nn.Module, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        return loss(batch["pre"], batch["post"], net(batch["pre"], batch["post"]))
+
+    val_fn = validation_fn(train_path, val_idx, recipe.strain_window) if val_idx else None
+    history = fit(model, dataset, loss_fn, recipe.fit_config(profile), run_dir, val_fn=val_fn, device=device)
+    return model, history
+
+
+def ensure_unsupervised_model(
+    root: str | os.PathLike,
+    kind: str,
+    recipe: UnsupervisedRecipe,
+    train_path: str | os.PathLike,
+    *,
+    profile: str = "default",
+    device: str | torch.device | None = None,
+) -> Path:
+    """Folder with ``model.pt`` and ``metrics.csv`` of ``recipe`` trained on ``train_path``; trains if missing.
+
+    The cache key covers the recipe, the model's full configuration and the
+    training set's own cache key (its folder name), not the profile: the same
+    recipe on the same data is the same model whichever profile asks.
+    """
+    train_path = Path(train_path)
+    params = {
+        "recipe": recipe.to_dict(),
+        "model_config": recipe.model_config().to_dict(),
+        "train_set": f"{train_path.parent.parent.name}/{train_path.parent.name}/{train_path.name}",
+    }
+    final = artifact_dir(root, kind, params)
+    run_dir = final.with_name(final.name + ".run")
+
+    def build(out: Path) -> None:
+        model, _ = train_unsupervised(recipe, train_path, run_dir, profile=profile, device=device)
+        save_model(out / MODEL_FILE, model)
+        for name in ("metrics.csv", "metrics.jsonl", "fit_config.json"):
+            if (run_dir / name).is_file():
+                shutil.copy2(run_dir / name, out / name)
+
+    path = cached(root, kind, params, build)
+    shutil.rmtree(run_dir, ignore_errors=True)  # checkpoints were only needed until the model was final
+    return path
+
+
+def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """The network saved by :func:`ensure_unsupervised_model` in ``path``."""
+    return load_model(Path(path) / MODEL_FILE, map_location=device)

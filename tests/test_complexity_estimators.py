@@ -1,0 +1,66 @@
+"""Model cost (FLOPs, latency) and the network -> estimator adapter."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cdpkd.complexity import count_flops, latency_ms
+from cdpkd.estimators import network_estimator
+
+
+class TwoConv(nn.Module):
+    """A 'network' with a known cost: one 3x3 conv (1 -> 2 channels, no bias) on each frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1, bias=False)
+
+    def forward(self, pre, post):
+        return {"displacement": self.conv(pre) + self.conv(post)}
+
+
+def test_flops_match_the_hand_count():
+    h, w = 20, 12
+    # per frame: 2 output channels x 9 taps x H x W multiply-adds = 2 FLOPs each
+    assert count_flops(TwoConv(), h, w) == 2 * (2 * 2 * 9 * h * w)
+
+
+def test_latency_is_a_positive_median_and_rejects_zero_repeats():
+    model = TwoConv().train()
+    assert latency_ms(model, 16, 8, repeats=3) > 0
+    assert model.training, "measuring must not leave the model in eval mode"
+    with pytest.raises(ValueError, match="repeats"):
+        latency_ms(model, 16, 8, repeats=0)
+
+
+class Recorder(nn.Module):
+    """Returns a constant displacement and remembers what it was fed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(()))
+        self.seen = None
+
+    def forward(self, pre, post):
+        self.seen = (pre.clone(), post.clone(), torch.is_grad_enabled(), self.training)
+        out = torch.zeros(pre.shape[0], 2, *pre.shape[-2:])
+        out[:, 0] = 1.5
+        return {"displacement": out + self.weight}
+
+
+def test_network_estimator_normalises_like_training_and_returns_numpy():
+    model = Recorder()
+    rng = np.random.default_rng(0)
+    pre = (50 * rng.standard_normal((32, 8))).astype(np.float32)
+    post = np.roll(pre, 1, axis=0)
+    estimate = network_estimator(model, "cpu")(pre, post)
+    assert isinstance(estimate, np.ndarray) and estimate.shape == (2, 32, 8)
+    assert np.allclose(estimate[0], 1.5) and np.allclose(estimate[1], 0)
+    seen_pre, seen_post, grad_enabled, training = model.seen
+    assert seen_pre.shape == (1, 1, 32, 8)
+    assert seen_pre.std(correction=0).item() == pytest.approx(1.0, rel=1e-4)  # scaled by the pre frame's std ...
+    assert torch.allclose(seen_post * float(pre.std()), torch.from_numpy(post)[None, None], atol=1e-3)  # ... both
+    assert not grad_enabled and not training
+    with pytest.raises(ValueError, match="H x W"):
+        network_estimator(model, "cpu")(pre[None], post[None])

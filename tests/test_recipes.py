@@ -1,0 +1,76 @@
+"""Unsupervised recipe: trains, caches by its settings, reloads; overfits one pair; bad settings fail."""
+
+import json
+
+import pytest
+import torch
+
+from cdpkd.losses import UnsupervisedLoss, UnsupervisedLossConfig
+from cdpkd.models import build_model
+from cdpkd.recipes import UnsupervisedRecipe, ensure_unsupervised_model, load_trained
+from cdpkd.sim import RFPairDataset
+from cdpkd.sim.dataset import write_dataset
+
+
+@pytest.fixture(scope="module")
+def train_set(tmp_path_factory):
+    from cdpkd.sim import ImagingConfig, SimulationConfig
+
+    config = SimulationConfig(imaging=ImagingConfig(n_samples=256, n_lines=32))
+    root = tmp_path_factory.mktemp("recipe")
+    return write_dataset(root / "sim_train" / "key" / "pairs.h5", config, 3, base_seed=7, workers=1)
+
+
+def _recipe(**changes):
+    settings = dict(model="umen_teacher_smoke", crop=(128, 32), steps=4, batch_size=2, warmup_steps=1,
+                    val_pairs=1, val_every=2, seed=3)
+    return UnsupervisedRecipe(**{**settings, **changes})
+
+
+def test_trains_once_then_reuses_and_reloads(train_set, tmp_path):
+    torch.set_num_threads(1)
+    recipe = _recipe()
+    first = ensure_unsupervised_model(tmp_path, "teacher", recipe, train_set)
+    model_file = first / "model.pt"
+    stamp = model_file.stat().st_mtime_ns
+    assert (first / "metrics.csv").is_file()
+    assert not list(tmp_path.glob("teacher/*.run")), "the run folder is removed once the model is final"
+    records = [json.loads(line) for line in (first / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_strain_rmse" in r for r in records), "validation on held-out pairs is logged"
+    again = ensure_unsupervised_model(tmp_path, "teacher", recipe, train_set)
+    assert again == first and model_file.stat().st_mtime_ns == stamp
+    other = ensure_unsupervised_model(tmp_path, "teacher", _recipe(seed=4), train_set)
+    assert other != first
+    model = load_trained(first)
+    reference = build_model("umen_teacher_smoke")
+    assert set(model.state_dict()) == set(reference.state_dict())
+    pre = torch.randn(1, 1, 64, 32)
+    assert model(pre, pre)["displacement"].shape == (1, 2, 64, 32)
+
+
+def test_bad_settings_fail_clearly(train_set, tmp_path):
+    with pytest.raises((KeyError, ValueError), match="no_such_model"):
+        _recipe(model="no_such_model")
+    with pytest.raises((TypeError, ValueError), match="not_a_term"):
+        _recipe(loss={"not_a_term": 1.0})
+    with pytest.raises(ValueError, match="val_pairs"):
+        ensure_unsupervised_model(tmp_path, "teacher", _recipe(val_pairs=3), train_set)
+
+
+def test_a_small_network_overfits_one_pair_without_ground_truth(train_set):
+    """The unsupervised loss alone drives a tiny network to match one simulated crop."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    item = RFPairDataset(train_set, crop=(96, 32), random_crop=False)[0]
+    pre, post = item["pre"][None], item["post"][None]
+    model = build_model("umen_teacher_smoke", seed=0)
+    loss = UnsupervisedLoss(UnsupervisedLossConfig(level_decay=1.0))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    history = []
+    for _ in range(200):
+        opt.zero_grad()
+        terms = loss(pre, post, model(pre, post))
+        terms["total"].backward()
+        opt.step()
+        history.append(terms["similarity_final"].item())
+    assert min(history[-10:]) < 0.25 * history[0], history[::20]

@@ -1,0 +1,16 @@
+"""NotebookReport: metrics JSON with provenance; NaN (not measured) becomes null."""
+
+import json
+import math
+
+from cdpkd.report import NotebookReport
+
+
+def test_metrics_json_has_provenance_and_nulls_for_nan(tmp_path):
+    report = NotebookReport("99_example", "smoke", tmp_path)
+    path = report.metrics({"teacher": {"strain_rmse": 1e-3, "latency_gpu_ms": math.nan}}, extra={"x": [math.inf, 1]})
+    data = json.loads(path.read_text())
+    assert path == tmp_path / "smoke" / "99_example.json"
+    assert {"profile", "device", "git_sha", "date", "methods"} <= set(data)
+    assert data["methods"]["teacher"] == {"strain_rmse": 1e-3, "latency_gpu_ms": None}
+    assert data["extra"] == {"x": [None, 1]}
