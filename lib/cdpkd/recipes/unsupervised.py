@@ -95,6 +95,7 @@ class UnsupervisedRecipe:
             grad_clip=self.grad_clip,
             seed=self.seed,
             val_every=self.val_every,
+            checkpoint_every=max(1, self.steps // 10),  # an interrupted run loses at most a tenth
             log_every=max(1, min(10, self.steps // 20)),
             profile=profile,
         )
