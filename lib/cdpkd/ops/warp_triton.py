@@ -70,6 +70,31 @@ def _offset(idx, d, size, BORDER: tl.constexpr):
 
 
 @triton.jit
+def _bilinear_taps(d_base, p, pm, H, W, scale_y, scale_x, BORDER: tl.constexpr):
+    """Bilinear taps of output pixels ``p`` sampled at p + displacement (loaded from ``d_base``).
+
+    Returns the flat index of the top-left tap, the four 1-D weights, the four
+    in-image masks and the position slopes (d pos / d displacement).
+    """
+    hw = H * W
+    dy = tl.load(d_base + p, mask=pm, other=0.0).to(tl.float32) * scale_y
+    dx = tl.load(d_base + hw + p, mask=pm, other=0.0).to(tl.float32) * scale_x
+    py, slope_y = _position(p // W, dy, H, BORDER)
+    px, slope_x = _position(p % W, dx, W, BORDER)
+    y0f = tl.floor(py)
+    x0f = tl.floor(px)
+    wy1 = py - y0f
+    wx1 = px - x0f
+    y0 = y0f.to(tl.int32)
+    x0 = x0f.to(tl.int32)
+    my0 = (y0 >= 0) & (y0 < H)
+    my1 = (y0 + 1 >= 0) & (y0 + 1 < H)
+    mx0 = (x0 >= 0) & (x0 < W)
+    mx1 = (x0 + 1 >= 0) & (x0 + 1 < W)
+    return y0 * W + x0, 1.0 - wy1, wy1, 1.0 - wx1, wx1, my0, my1, mx0, mx1, slope_y, slope_x
+
+
+@triton.jit
 def _warp_fwd_kernel(
     x_ptr,
     d_ptr,
@@ -89,24 +114,9 @@ def _warp_fwd_kernel(
     c1 = tl.minimum(c0 + C_SPLIT, C)
     p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     pm = p < hw
-    d_base = d_ptr + n * 2 * hw
-    dy = tl.load(d_base + p, mask=pm, other=0.0).to(tl.float32) * scale_y
-    dx = tl.load(d_base + hw + p, mask=pm, other=0.0).to(tl.float32) * scale_x
-    py, _sy = _position(p // W, dy, H, BORDER)
-    px, _sx = _position(p % W, dx, W, BORDER)
-    y0f = tl.floor(py)
-    x0f = tl.floor(px)
-    wy1 = py - y0f
-    wx1 = px - x0f
-    wy0 = 1.0 - wy1
-    wx0 = 1.0 - wx1
-    y0 = y0f.to(tl.int32)
-    x0 = x0f.to(tl.int32)
-    my0 = (y0 >= 0) & (y0 < H)
-    my1 = (y0 + 1 >= 0) & (y0 + 1 < H)
-    mx0 = (x0 >= 0) & (x0 < W)
-    mx1 = (x0 + 1 >= 0) & (x0 + 1 < W)
-    o00 = y0 * W + x0
+    o00, wy0, wy1, wx0, wx1, my0, my1, mx0, mx1, _sy, _sx = _bilinear_taps(
+        d_ptr + n * 2 * hw, p, pm, H, W, scale_y, scale_x, BORDER
+    )
     x_base = x_ptr + (n * C + c0) * hw
     o_ptrs = out_ptr + (n * C + c0) * hw + p
     for _c in range(c0, c1):
@@ -141,24 +151,9 @@ def _warp_bwd_disp_kernel(
     c1 = tl.minimum(c0 + C_SPLIT, C)
     p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     pm = p < hw
-    d_base = d_ptr + n * 2 * hw
-    dy = tl.load(d_base + p, mask=pm, other=0.0).to(tl.float32) * scale_y
-    dx = tl.load(d_base + hw + p, mask=pm, other=0.0).to(tl.float32) * scale_x
-    py, slope_y = _position(p // W, dy, H, BORDER)
-    px, slope_x = _position(p % W, dx, W, BORDER)
-    y0f = tl.floor(py)
-    x0f = tl.floor(px)
-    wy1 = py - y0f
-    wx1 = px - x0f
-    wy0 = 1.0 - wy1
-    wx0 = 1.0 - wx1
-    y0 = y0f.to(tl.int32)
-    x0 = x0f.to(tl.int32)
-    my0 = (y0 >= 0) & (y0 < H)
-    my1 = (y0 + 1 >= 0) & (y0 + 1 < H)
-    mx0 = (x0 >= 0) & (x0 < W)
-    mx1 = (x0 + 1 >= 0) & (x0 + 1 < W)
-    o00 = y0 * W + x0
+    o00, wy0, wy1, wx0, wx1, my0, my1, mx0, mx1, slope_y, slope_x = _bilinear_taps(
+        d_ptr + n * 2 * hw, p, pm, H, W, scale_y, scale_x, BORDER
+    )
     x_base = x_ptr + (n * C + c0) * hw
     g_ptrs = g_ptr + (n * C + c0) * hw + p
     acc_y = tl.zeros((BLOCK_P,), dtype=tl.float32)
