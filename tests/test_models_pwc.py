@@ -213,3 +213,18 @@ def test_displacements_stay_float32_under_autocast(correlation):
     assert all(lv.dtype == torch.float32 for lv in out["levels"])
     out["displacement"].square().mean().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_cost_volumes_carry_a_matching_signal_at_init():
+    """Default PyTorch conv init shrinks features ~0.6x per layer: the deep pyramid's cost volumes
+    would be ~1e-4 and a trained network collapses to a constant. He init keeps them O(1)."""
+    model = build_model("umen_teacher_cpu", seed=0)
+    rf = _speckle(160, 64, seed=1)
+    pre, post = rf[..., 16:144, :], rf[..., 13:141, :]
+    spread = []
+    for cv in model.cost_volumes:
+        cv.register_forward_hook(lambda mod, inp, out: spread.append(out.std(dim=1).mean().item()))
+    with torch.no_grad():
+        model(pre, post)
+    assert len(spread) == len(model.cost_volumes)
+    assert min(spread) > 2e-3, spread  # about 1e-4 with the default init

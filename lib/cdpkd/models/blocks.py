@@ -19,6 +19,22 @@ def conv3x3(in_channels: int, out_channels: int, stride: int = 1, dilation: int 
     return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=dilation, dilation=dilation)
 
 
+def he_init_(module: nn.Module, slope: float) -> nn.Module:
+    """He (Kaiming) normal init, fan-in, for LeakyReLU(``slope``), of every Conv2d in ``module``; zero biases.
+
+    PyTorch's default conv init scales activations by about 0.6 per layer:
+    after a deep pyramid the features, and the cost volume (their product),
+    are ~1e-4, the estimators cannot see the matching signal and learn a
+    constant displacement. He init keeps activations O(1) at every level.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, a=slope, mode="fan_in", nonlinearity="leaky_relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
+
+
 def small_init_(conv: nn.Conv2d, gain: float = 0.1) -> nn.Conv2d:
     """Shrink a displacement head's initial weights and zero its bias.
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from cdpkd.ops import warp
 
+from .blocks import he_init_, small_init_
 from .config import PWCConfig
 from .context import ContextNetwork
 from .cost import make_cost_volume
@@ -105,6 +106,11 @@ class PWCNet(nn.Module):
                 config.context_dilations,
                 config.leaky_slope,
             )
+
+        he_init_(self, config.leaky_slope)
+        heads = [e.predict for e in self.estimators] + ([self.context.predict] if self.context is not None else [])
+        for head in heads:  # displacement heads start near zero (see small_init_)
+            small_init_(head)
 
     def _prepare(self, pre: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
         """Normalised, envelope-augmented, padded frames stacked as 2N x C' x H' x W'."""

@@ -33,6 +33,9 @@ from ..sim.dataset import open_dataset
 from ..train import FitConfig, History, fit
 
 MODEL_FILE = "model.pt"
+# Part of every cache key: bump when a code change alters what the same recipe trains
+# (2: He initialisation of the PWC convs).
+RECIPE_VERSION = 2
 
 
 @dataclass
@@ -170,6 +173,7 @@ def ensure_unsupervised_model(
     """
     train_path = Path(train_path)
     params = {
+        "version": RECIPE_VERSION,
         "recipe": recipe.to_dict(),
         "model_config": recipe.model_config().to_dict(),
         "train_set": f"{train_path.parent.parent.name}/{train_path.parent.name}/{train_path.name}",
