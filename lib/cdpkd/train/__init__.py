@@ -8,6 +8,8 @@
 * :class:`FitConfig` holds its settings (JSON round trip).
 * :func:`load_weights` / :func:`load_checkpoint` / :func:`latest_checkpoint`
   read checkpoints back (``weights_only=True``, never pickle).
+* :mod:`cdpkd.train.curriculum`: difficulty scores, pacing, :class:`CurriculumBatches`
+  (an easy-to-hard ``plan``) and :class:`Schedule` (pruning ratio, distillation weight).
 """
 
 from .checkpoint import (
@@ -21,6 +23,14 @@ from .checkpoint import (
     verify_checkpoint,
 )
 from .config import FitConfig, learning_rate
+from .curriculum import (
+    CurriculumBatches,
+    Schedule,
+    difficulty_scores,
+    distillation_weight_schedule,
+    pacing,
+    pruning_ratio_schedule,
+)
 from .data import BatchPlan, ShuffledBatches
 from .distributed import cleanup, get_rank, get_world_size, is_distributed, is_main_process, unwrap
 from .history import History
@@ -29,11 +39,15 @@ from .loop import TrainingDivergedError, fit, resolve_amp
 __all__ = [
     "BatchPlan",
     "CheckpointError",
+    "CurriculumBatches",
     "FitConfig",
     "History",
+    "Schedule",
     "ShuffledBatches",
     "TrainingDivergedError",
     "cleanup",
+    "difficulty_scores",
+    "distillation_weight_schedule",
     "fit",
     "get_rank",
     "get_world_size",
@@ -44,6 +58,8 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint",
     "load_weights",
+    "pacing",
+    "pruning_ratio_schedule",
     "read_model_config",
     "resolve_amp",
     "save_checkpoint",
