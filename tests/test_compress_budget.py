@@ -1,0 +1,143 @@
+"""FLOP / parameter budgets: exact cost model, per-layer allocation, one-shot prune_to_budget."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cdpkd.complexity import count_flops
+from cdpkd.compress import (
+    ChannelMap,
+    allocate_by_importance,
+    budget_keep_counts,
+    filter_norm_scores,
+    measure_cost_model,
+    prune_to_budget,
+)
+from cdpkd.models import build_model, count_parameters
+
+torch.set_num_threads(1)
+
+H, W = 32, 24
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    return build_model("umen_teacher_smoke", seed=0)
+
+
+@pytest.fixture(scope="module")
+def flops_model(smoke):
+    return measure_cost_model(smoke, "flops", height=H, width=W)
+
+
+def test_cost_model_totals_match_counters(smoke, flops_model):
+    assert flops_model.total() == count_flops(smoke, H, W)
+    assert flops_model.constant == 0  # every counted FLOP is in a conv or a cost volume
+    params = measure_cost_model(smoke, "params")
+    assert params.total() == count_parameters(smoke)
+    # one channel less in the full-resolution estimator conv: its row, its columns downstream
+    widths = {"estimators.1.convs.0": 5}
+    d = flops_model.marginal()["estimators.1.convs.0"]
+    assert flops_model.total(widths) == flops_model.total() - d
+
+
+def test_marginal_cost_is_highest_at_full_resolution(flops_model):
+    d = flops_model.marginal()
+    assert max(d, key=d.get) in {"estimators.1.convs.0", "estimators.1.convs.1", "context.convs.0"}
+    assert d["estimators.1.convs.0"] > 3 * d["estimators.0.convs.0"]  # stride 2 vs stride 4
+
+
+@pytest.mark.parametrize("fraction", [0.9, 0.6, 0.4])
+def test_budget_keep_counts_reach_the_flop_target(smoke, flops_model, fraction):
+    keep = budget_keep_counts(flops_model, fraction)
+    assert flops_model.total(keep) <= fraction * flops_model.total()
+    full = ChannelMap.from_model(smoke).widths()
+    kept = {n: keep[n] / full[n] for n in full}
+    # the cheap coarse levels are pruned no harder than the full-resolution estimator and context
+    assert kept["estimators.0.convs.0"] >= kept["estimators.1.convs.0"]
+    assert kept["pyramid.levels.2.0"] >= kept["context.convs.0"]
+
+
+def test_budget_keep_counts_options(flops_model):
+    uniform = budget_keep_counts(flops_model, 0.6, exponent=0.0)
+    assert flops_model.total(uniform) <= 0.6 * flops_model.total()
+    floor = budget_keep_counts(flops_model, 0.5, min_channels=3)
+    assert min(floor.values()) >= 3
+    rounded = budget_keep_counts(flops_model, 0.7, multiple_of=2)
+    full = flops_model.channel_map.widths()
+    assert all(k % 2 == 0 or k == full[n] for n, k in rounded.items())
+    assert budget_keep_counts(flops_model, 1.0) == full
+
+
+def test_allocate_by_importance_reaches_the_target(smoke, flops_model):
+    scores = filter_norm_scores(smoke)
+    masks = allocate_by_importance(flops_model, scores, 0.5, min_channels=2)
+    widths = {n: int(m.sum()) for n, m in masks.items()}
+    assert flops_model.total(widths) <= 0.5 * flops_model.total()
+    assert min(widths.values()) >= 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "kind"),
+    [
+        ({"flops_fraction": 0.6, "criterion": "l1"}, "flops"),
+        ({"flops_fraction": 0.5, "criterion": "l2", "allocation": "importance", "min_channels": 2}, "flops"),
+        ({"params_fraction": 0.5, "criterion": "l1"}, "params"),
+    ],
+)
+def test_prune_to_budget_measured_cost_below_target(smoke, kwargs, kind):
+    result = prune_to_budget(smoke, height=H, width=W, **{"min_channels": 1, **kwargs})
+    target = kwargs.get("flops_fraction", kwargs.get("params_fraction"))
+    if kind == "flops":
+        before, after = count_flops(smoke, H, W), count_flops(result.model, H, W)
+    else:
+        before, after = count_parameters(smoke), count_parameters(result.model)
+    assert after <= target * before
+    assert (result.cost_before, result.cost_after) == (before, after)
+    assert result.fraction == pytest.approx(after / before)
+    assert result.fraction > target - 0.15  # the budget is used, not wasted
+    assert result.model.config == result.config
+    assert ChannelMap(result.config).widths() == {n: int(m.sum()) for n, m in result.masks.items()}
+
+
+def test_prune_to_budget_taylor(smoke):
+    g = torch.Generator().manual_seed(0)
+    pre = torch.randn(2, 1, 16, 12, generator=g)
+    batches = [(pre, torch.roll(pre, 1, dims=-2))]
+
+    def loss_fn(pre, post, out):
+        return sum((lv**2).mean() for lv in out["levels"])
+
+    result = prune_to_budget(
+        smoke, flops_fraction=0.7, criterion="taylor", batches=batches, loss_fn=loss_fn, height=H, width=W
+    )
+    assert result.cost_after <= 0.7 * result.cost_before
+
+
+def test_budget_bad_input(smoke, flops_model):
+    for bad in (0.0, -0.5, 1.5, float("nan"), True):
+        with pytest.raises(ValueError, match="fraction"):
+            budget_keep_counts(flops_model, bad)
+        with pytest.raises(ValueError, match="fraction"):
+            prune_to_budget(smoke, flops_fraction=bad, height=H, width=W)
+    with pytest.raises(ValueError, match="out of reach"):
+        budget_keep_counts(flops_model, 0.01, min_channels=4)
+    with pytest.raises(ValueError, match="exactly one"):
+        prune_to_budget(smoke, flops_fraction=0.5, params_fraction=0.5)
+    with pytest.raises(ValueError, match="exactly one"):
+        prune_to_budget(smoke)
+    with pytest.raises(ValueError, match="criterion"):
+        prune_to_budget(smoke, flops_fraction=0.5, criterion="magnitude")
+    with pytest.raises(ValueError, match="allocation"):
+        prune_to_budget(smoke, flops_fraction=0.5, allocation="random")
+    with pytest.raises(ValueError, match="needs batches"):
+        prune_to_budget(smoke, flops_fraction=0.5, criterion="taylor", height=H, width=W)
+    with pytest.raises(ValueError, match="cost kind"):
+        measure_cost_model(smoke, "latency")
+    with pytest.raises(ValueError, match="multiple_of"):
+        budget_keep_counts(flops_model, 0.5, multiple_of=0)
+    with pytest.raises(ValueError, match="exponent"):
+        budget_keep_counts(flops_model, 0.5, exponent=-1.0)
+    with pytest.raises(ValueError, match="height"):
+        measure_cost_model(smoke, "flops", height=0)
