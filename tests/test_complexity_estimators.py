@@ -1,5 +1,7 @@
 """Model cost (FLOPs, latency) and the network -> estimator adapter."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ from torch import nn
 
 from cdpkd.complexity import count_flops, latency_ms
 from cdpkd.estimators import network_estimator
+from cdpkd.models import build_model, get_config
 
 
 class TwoConv(nn.Module):
@@ -64,3 +67,10 @@ def test_network_estimator_normalises_like_training_and_returns_numpy():
     assert not grad_enabled and not training
     with pytest.raises(ValueError, match="H x W"):
         network_estimator(model, "cpu")(pre[None], post[None])
+
+
+def test_flops_of_a_two_channel_network():
+    config = get_config("umen_teacher_smoke")
+    two = build_model(dataclasses.replace(config, in_channels=2), seed=0)
+    one = build_model(config, seed=0)
+    assert count_flops(two, 32, 16) > count_flops(one, 32, 16)  # the first conv reads twice the channels

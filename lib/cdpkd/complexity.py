@@ -17,16 +17,18 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def _pair(height: int, width: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair(model: nn.Module, height: int, width: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random 1 x C x H x W pair on the model's device (C = the config's input channels, else 1)."""
+    device = next(model.parameters()).device
+    channels = int(getattr(getattr(model, "config", None), "in_channels", 1))
     g = torch.Generator().manual_seed(seed)
-    pre = torch.randn(1, 1, height, width, generator=g)
+    pre = torch.randn(1, channels, height, width, generator=g)
     return pre.to(device), torch.roll(pre, 1, dims=-2).to(device)
 
 
 def count_flops(model: nn.Module, height: int, width: int) -> int:
     """FLOPs of one forward pass on a ``height`` x ``width`` RF pair (batch 1)."""
-    device = next(model.parameters()).device
-    pre, post = _pair(height, width, device)
+    pre, post = _pair(model, height, width)
     was_training = model.training
     model.eval()
     try:
@@ -45,7 +47,7 @@ def latency_ms(model: nn.Module, height: int, width: int, *, repeats: int = 5, w
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     device = next(model.parameters()).device
-    pre, post = _pair(height, width, device)
+    pre, post = _pair(model, height, width)
     was_training = model.training
     model.eval()
     times = []
