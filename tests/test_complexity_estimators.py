@@ -74,3 +74,47 @@ def test_flops_of_a_two_channel_network():
     two = build_model(dataclasses.replace(config, in_channels=2), seed=0)
     one = build_model(config, seed=0)
     assert count_flops(two, 32, 16) > count_flops(one, 32, 16)  # the first conv reads twice the channels
+
+
+def test_tiled_estimation_blends_tiles_into_the_whole_frame():
+    class Position(nn.Module):
+        """Predicts a field that depends only on the frame content (a per-pixel function), so tiling is exact."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(()))
+
+        def forward(self, pre, post):
+            return {"displacement": torch.cat((pre * 0 + 1.5, pre * 0 - 0.5), dim=1) * self.w}
+
+    rng = np.random.default_rng(1)
+    pre = rng.standard_normal((70, 20)).astype(np.float32)
+    post = np.roll(pre, 2, axis=0)
+    whole = network_estimator(Position(), "cpu")(pre, post)
+    tiled = network_estimator(Position(), "cpu", tile=(32, 8), overlap=0.5, tiles_per_batch=3)(pre, post)
+    assert tiled.shape == (2, 70, 20)
+    np.testing.assert_allclose(tiled, whole, atol=1e-6)
+    with pytest.raises(ValueError, match="overlap"):
+        network_estimator(Position(), "cpu", tile=(32, 8), overlap=1.0)
+
+
+def test_tile_starts_cover_the_axis():
+    from cdpkd.estimators import tile_starts
+
+    for size, tile in ((70, 32), (64, 32), (10, 32), (1536, 256)):
+        starts = tile_starts(size, tile, 0.5)
+        covered = np.zeros(size, bool)
+        for s in starts:
+            covered[s : s + tile] = True
+        assert covered.all() and starts[0] == 0 and starts[-1] + min(tile, size) == size
+
+
+def test_estimator_flops_and_latency():
+    from cdpkd.complexity import estimator_flops, estimator_latency_ms
+
+    model = TwoConv()
+    est = network_estimator(model, "cpu", tile=(16, 8))
+    pre = np.random.default_rng(0).standard_normal((32, 8)).astype(np.float32)
+    # 3 tiles of 16 x 8 (starts 0, 8, 16), each two 3x3 convs to 2 channels
+    assert estimator_flops(est, pre, pre) == 3 * 2 * (2 * 2 * 9 * 16 * 8)
+    assert estimator_latency_ms(est, pre, pre, repeats=2) > 0

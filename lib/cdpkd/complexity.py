@@ -70,3 +70,24 @@ def latency_ms(model: nn.Module, height: int, width: int, *, repeats: int = 5, w
     finally:
         model.train(was_training)
     return float(statistics.median(times))
+
+
+def estimator_flops(estimator, pre, post) -> int:
+    """FLOPs of one call of a ``(pre, post) -> displacement`` estimator (e.g. tiled inference)."""
+    with FlopCounterMode(display=False) as counter:
+        estimator(pre, post)
+    return int(counter.get_total_flops())
+
+
+def estimator_latency_ms(estimator, pre, post, *, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time in milliseconds of one estimator call on one frame pair (host clock;
+    estimators return host arrays, so GPU work is complete when the call returns)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    times = []
+    for i in range(warmup + repeats):
+        t0 = time.perf_counter()
+        estimator(pre, post)
+        if i >= warmup:
+            times.append(1e3 * (time.perf_counter() - t0))
+    return float(statistics.median(times))

@@ -21,24 +21,85 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def network_estimator(model: nn.Module, device: str | torch.device | None = None) -> Estimator:
+def tile_starts(size: int, tile: int, overlap: float) -> list[int]:
+    """Start indices of tiles of length ``tile`` covering ``size`` with at least ``overlap`` (fraction) overlap."""
+    if tile >= size:
+        return [0]
+    step = max(1, int(round(tile * (1.0 - overlap))))
+    starts = list(range(0, size - tile, step))
+    return starts + [size - tile]
+
+
+def _tile_weight(h: int, w: int) -> torch.Tensor:
+    """Separable triangular blending weight, positive everywhere, largest at the tile centre."""
+
+    def ramp(n: int) -> torch.Tensor:
+        i = torch.arange(n, dtype=torch.float32)
+        return torch.minimum(i + 1, n - i) / ((n + 1) / 2)
+
+    return ramp(h)[:, None] * ramp(w)[None, :]
+
+
+def network_estimator(
+    model: nn.Module,
+    device: str | torch.device | None = None,
+    *,
+    tile: tuple[int, int] | None = None,
+    overlap: float = 0.5,
+    tiles_per_batch: int = 16,
+) -> Estimator:
     """Wrap a displacement network as an estimator on whole frames.
 
-    Both frames are divided by the pre frame's RF standard deviation, exactly as
-    in training (:class:`cdpkd.sim.RFPairDataset` with ``normalize=True``).
-    The model is put in eval mode on ``device``; gradients are off.
+    Each input (the whole frame, or each tile) is divided by its pre frame's RF
+    standard deviation, exactly as in training (:class:`cdpkd.sim.RFPairDataset`
+    with ``normalize=True``). The model is put in eval mode on ``device``;
+    gradients are off.
+
+    Args:
+        tile: (samples, lines): run the network on overlapping tiles of this size
+            and blend them with triangular weights, instead of on the whole frame.
+            A network trained on crops sees at inference exactly the context it was
+            trained with (its coarse levels and padding behave differently on much
+            larger inputs). ``None``: one forward on the whole frame.
+        overlap: minimum overlap of neighbouring tiles, as a fraction of the tile.
+        tiles_per_batch: tiles per forward pass.
     """
     device = torch.device(device) if device is not None else default_device()
     model = model.to(device).eval()
+    if tile is not None and (len(tile) != 2 or min(tile) < 1):
+        raise ValueError(f"tile must be (samples, lines) >= 1, got {tile!r}")
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+
+    def run(pre_t: torch.Tensor, post_t: torch.Tensor) -> torch.Tensor:
+        """Batch of N x 1 x h x w crops -> N x 2 x h x w, each normalised by its own pre std."""
+        scale = pre_t.flatten(1).std(dim=1, correction=0).clamp_min(torch.finfo(torch.float32).tiny)
+        scale = scale.view(-1, 1, 1, 1)
+        return model(pre_t / scale, post_t / scale)["displacement"].float()
 
     def estimate(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
         pre_t = torch.as_tensor(np.asarray(pre, dtype=np.float32), device=device)
         post_t = torch.as_tensor(np.asarray(post, dtype=np.float32), device=device)
         if pre_t.dim() != 2:
             raise ValueError(f"estimators take single H x W frames, got shape {tuple(pre_t.shape)}")
-        scale = pre_t.std(correction=0).clamp_min(torch.finfo(torch.float32).tiny)
+        if pre_t.shape != post_t.shape:
+            raise ValueError(f"pre/post shape mismatch: {tuple(pre_t.shape)} vs {tuple(post_t.shape)}")
         with torch.no_grad():
-            out = model(pre_t[None, None] / scale, post_t[None, None] / scale)["displacement"]
-        return out[0].float().cpu().numpy()
+            if tile is None:
+                return run(pre_t[None, None], post_t[None, None])[0].cpu().numpy()
+            height, width = pre_t.shape
+            th, tw = min(tile[0], height), min(tile[1], width)
+            boxes = [(y, x) for y in tile_starts(height, th, overlap) for x in tile_starts(width, tw, overlap)]
+            weight = _tile_weight(th, tw).to(device)
+            total = torch.zeros(2, height, width, device=device)
+            norm = torch.zeros(height, width, device=device)
+            for i in range(0, len(boxes), tiles_per_batch):
+                chunk = boxes[i : i + tiles_per_batch]
+                a = torch.stack([pre_t[y : y + th, x : x + tw] for y, x in chunk])[:, None]
+                b = torch.stack([post_t[y : y + th, x : x + tw] for y, x in chunk])[:, None]
+                for (y, x), d in zip(chunk, run(a, b)):
+                    total[:, y : y + th, x : x + tw] += d * weight
+                    norm[y : y + th, x : x + tw] += weight
+            return (total / norm).cpu().numpy()
 
     return estimate
