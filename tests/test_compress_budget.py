@@ -11,8 +11,11 @@ from cdpkd.compress import (
     allocate_by_importance,
     budget_keep_counts,
     filter_norm_scores,
+    hard_prune,
+    joint_keep_counts,
     measure_cost_model,
     prune_to_budget,
+    select_counts,
 )
 from cdpkd.models import build_model, count_parameters
 
@@ -141,3 +144,107 @@ def test_budget_bad_input(smoke, flops_model):
         budget_keep_counts(flops_model, 0.5, exponent=-1.0)
     with pytest.raises(ValueError, match="height"):
         measure_cost_model(smoke, "flops", height=0)
+
+
+# --- joint FLOP and parameter budget ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def params_model(smoke):
+    return measure_cost_model(smoke, "params")
+
+
+def _fractions(flops_model, params_model, keep):
+    return flops_model.total(keep) / flops_model.total(), params_model.total(keep) / params_model.total()
+
+
+def _is_maximal(flops_model, params_model, keep, ff, pf):
+    """No layer can grow by one channel without breaking one of the targets (the slack was given back)."""
+    full = flops_model.channel_map.widths()
+    for name in full:
+        if keep[name] < full[name]:
+            grown = {**keep, name: keep[name] + 1}
+            f, p = _fractions(flops_model, params_model, grown)
+            if f <= ff and p <= pf:
+                return False
+    return True
+
+
+@pytest.mark.parametrize(("ff", "pf"), [(0.6, 0.6), (0.5, 0.7), (0.8, 0.4), (0.35, 0.35)])
+def test_joint_keep_counts_meet_both_targets(flops_model, params_model, ff, pf):
+    keep = joint_keep_counts(flops_model, params_model, flops_fraction=ff, params_fraction=pf)
+    f, p = _fractions(flops_model, params_model, keep)
+    assert f <= ff and p <= pf
+    assert _is_maximal(flops_model, params_model, keep, ff, pf)
+    assert max(f / ff, p / pf) > 0.85  # at least one target is (nearly) used up
+
+
+def test_joint_keep_counts_one_binding_other_slack(flops_model, params_model):
+    # loose parameter target: the FLOP-only allocation already meets it, and is the answer
+    flops_only = budget_keep_counts(flops_model, 0.5)
+    assert _fractions(flops_model, params_model, flops_only)[1] <= 0.95
+    keep = joint_keep_counts(flops_model, params_model, flops_fraction=0.5, params_fraction=0.95)
+    assert keep == flops_only
+    f, p = _fractions(flops_model, params_model, keep)
+    assert f > 0.45 and p < 0.9  # FLOPs binding, parameters slack
+    # tight parameter target: it binds and the FLOPs end well below their loose target
+    keep = joint_keep_counts(flops_model, params_model, flops_fraction=0.95, params_fraction=0.5)
+    f, p = _fractions(flops_model, params_model, keep)
+    assert 0.45 < p <= 0.5 and f < 0.9
+    assert _is_maximal(flops_model, params_model, keep, 0.95, 0.5)
+
+
+def test_joint_keep_counts_single_target_equals_budget_keep_counts(flops_model, params_model):
+    opts = {"min_channels": 2, "exponent": 0.5, "multiple_of": 2}
+    assert joint_keep_counts(
+        flops_model, params_model, flops_fraction=0.55, params_fraction=None, **opts
+    ) == budget_keep_counts(flops_model, 0.55, **opts)
+    assert joint_keep_counts(
+        flops_model, params_model, flops_fraction=None, params_fraction=0.55, **opts
+    ) == budget_keep_counts(params_model, 0.55, **opts)
+    full = flops_model.channel_map.widths()
+    assert joint_keep_counts(flops_model, params_model, flops_fraction=1.0, params_fraction=1.0) == full
+
+
+def test_joint_keep_counts_options(flops_model, params_model):
+    keep = joint_keep_counts(
+        flops_model, params_model, flops_fraction=0.6, params_fraction=0.6, min_channels=3, multiple_of=2
+    )
+    full = flops_model.channel_map.widths()
+    assert all(k >= min(3, full[n]) for n, k in keep.items())
+    assert all(k % 2 == 0 or k in (full[n], min(3, full[n])) for n, k in keep.items())
+    f, p = _fractions(flops_model, params_model, keep)
+    assert f <= 0.6 and p <= 0.6
+
+
+def test_joint_keep_counts_hard_pruned_model_meets_both(smoke, flops_model, params_model):
+    keep = joint_keep_counts(flops_model, params_model, flops_fraction=0.55, params_fraction=0.45)
+    masks = select_counts(filter_norm_scores(smoke), keep)
+    pruned, _ = hard_prune(smoke, masks)
+    flops_after = measure_cost_model(pruned, "flops", height=H, width=W).total()
+    params_after = measure_cost_model(pruned, "params").total()
+    assert flops_after == count_flops(pruned, H, W) and params_after == count_parameters(pruned)
+    assert flops_after <= 0.55 * count_flops(smoke, H, W)
+    assert params_after <= 0.45 * count_parameters(smoke)
+    assert (flops_after, params_after) == (flops_model.total(keep), params_model.total(keep))
+
+
+def test_joint_keep_counts_bad_input(smoke, flops_model, params_model):
+    with pytest.raises(ValueError, match="neither"):
+        joint_keep_counts(flops_model, params_model, flops_fraction=None, params_fraction=None)
+    with pytest.raises(ValueError, match="out of reach"):
+        joint_keep_counts(flops_model, params_model, flops_fraction=0.9, params_fraction=0.05, min_channels=4)
+    with pytest.raises(ValueError, match="out of reach"):
+        joint_keep_counts(flops_model, params_model, flops_fraction=0.01, params_fraction=0.9, min_channels=4)
+    for bad in (0.0, 1.5, float("nan"), True):
+        with pytest.raises(ValueError, match="flops_fraction"):
+            joint_keep_counts(flops_model, params_model, flops_fraction=bad, params_fraction=0.5)
+        with pytest.raises(ValueError, match="params_fraction"):
+            joint_keep_counts(flops_model, params_model, flops_fraction=0.5, params_fraction=bad)
+    with pytest.raises(ValueError, match="'params' CostModel"):
+        joint_keep_counts(flops_model, flops_model, flops_fraction=0.5, params_fraction=0.5)
+    other = measure_cost_model(build_model("dpnet_smoke", seed=0), "params")
+    with pytest.raises(ValueError, match="different networks"):
+        joint_keep_counts(flops_model, other, flops_fraction=0.5, params_fraction=0.5)
+    with pytest.raises(ValueError, match="multiple_of"):
+        joint_keep_counts(flops_model, params_model, flops_fraction=0.5, params_fraction=0.5, multiple_of=0)

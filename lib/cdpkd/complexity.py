@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 import time
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -91,3 +92,56 @@ def estimator_latency_ms(estimator, pre, post, *, repeats: int = 5, warmup: int 
         if i >= warmup:
             times.append(1e3 * (time.perf_counter() - t0))
     return float(statistics.median(times))
+
+
+def network_costs(
+    models: dict[str, nn.Module],
+    pre: np.ndarray,
+    post: np.ndarray,
+    *,
+    tile: tuple[int, int] | None = None,
+    overlap: float = 0.5,
+    repeats: int = 5,
+    gpu: bool | None = None,
+) -> dict[str, dict[str, float]]:
+    """Parameters, FLOPs and latency of estimating one whole frame pair with each network.
+
+    Each network runs as :func:`cdpkd.estimators.network_estimator` (on ``tile``-sized
+    tiles if given). Latencies are medians over ``repeats`` calls after one warm-up,
+    measured round-robin (one call of each network in turn) so that the ratios between
+    networks are taken under the same machine load. ``latency_gpu_ms`` is NaN unless a
+    GPU is available (``gpu=None``: use one if present).
+
+    Args:
+        models: ``{method name: network}``; moved to the CPU (and back to nothing else).
+        pre, post: H x W RF frames.
+
+    Returns:
+        ``{name: {"params", "flops", "latency_cpu_ms", "latency_gpu_ms"}}``.
+    """
+    from .estimators import network_estimator
+    from .models import count_parameters
+
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    use_gpu = torch.cuda.is_available() if gpu is None else bool(gpu)
+    out = {name: {"params": float(count_parameters(m))} for name, m in models.items()}
+    devices = ["cpu", "cuda"] if use_gpu else ["cpu"]
+    for device in devices:
+        estimators = {n: network_estimator(m, device, tile=tile, overlap=overlap) for n, m in models.items()}
+        if device == "cpu":
+            for name, est in estimators.items():
+                out[name]["flops"] = float(estimator_flops(est, pre, post))
+        times: dict[str, list[float]] = {name: [] for name in models}
+        for i in range(repeats + 1):
+            for name, est in estimators.items():
+                t0 = time.perf_counter()
+                est(pre, post)
+                if i > 0:  # the first round is the warm-up
+                    times[name].append(1e3 * (time.perf_counter() - t0))
+        for name in models:
+            out[name][f"latency_{'cpu' if device == 'cpu' else 'gpu'}_ms"] = float(statistics.median(times[name]))
+    for name in models:
+        out[name].setdefault("latency_gpu_ms", float("nan"))
+        models[name].to("cpu")
+    return out

@@ -13,9 +13,14 @@ Public API:
   min_channels=1)``, ``select_counts(scores, keep)``.
 - Budgets: ``measure_cost_model(model, "flops"|"params", height=, width=)`` -> exact
   ``CostModel``; ``budget_keep_counts(cost_model, fraction)`` (proportional per-layer keep
-  counts); ``allocate_by_importance(cost_model, scores, fraction)``.
+  counts); ``joint_keep_counts(flops_model, params_model, flops_fraction=, params_fraction=)``
+  (both budgets at once; either may be None); ``allocate_by_importance(cost_model, scores, fraction)``.
 - ``hard_prune(model, masks) -> (new_model, new_config)``; ``pruned_config(channel_map, masks)``.
 - ``prune_to_budget(model, flops_fraction=... | params_fraction=..., criterion="l1") -> PruneResult``.
+- ``DynamicPruning(model, flops_fraction=, params_fraction=, start_step=, end_step=, every=,
+  kind="cubic", criterion="l1"|"l2"|"taylor")``: training hook for ``cdpkd.train.fit``
+  ramping soft masks to a joint FLOP/parameter budget (logs ``prune_*``);
+  ``finalize() -> (model, config)``, ``fractions()``, ``keep_counts()``, ``remove()``.
 """
 
 from .budget import (
@@ -24,9 +29,11 @@ from .budget import (
     allocate_by_importance,
     budget_keep_counts,
     check_fraction,
+    joint_keep_counts,
     measure_cost_model,
 )
 from .channels import ChannelMap, ConvNode, Segment
+from .dynamic import RAMP_KINDS, DynamicPruning
 from .importance import (
     CRITERIA,
     NORMALIZATIONS,
@@ -49,11 +56,13 @@ __all__ = [
     "COST_KINDS",
     "CRITERIA",
     "NORMALIZATIONS",
+    "RAMP_KINDS",
     "SCOPES",
     "ChannelMap",
     "ChannelMasks",
     "ConvNode",
     "CostModel",
+    "DynamicPruning",
     "PruneResult",
     "Segment",
     "allocate_by_importance",
@@ -65,6 +74,7 @@ __all__ = [
     "filter_norm_scores",
     "hard_prune",
     "importance_scores",
+    "joint_keep_counts",
     "kept_channels",
     "masked_fraction",
     "measure_cost_model",

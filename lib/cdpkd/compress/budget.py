@@ -26,6 +26,12 @@ full-resolution estimator and context network, barely the coarse levels
 (where the parameters are); ``gamma = 0`` is a uniform ratio. Which channels
 of a layer go is then the importance criterion's choice.
 
+**Joint FLOP and parameter budget** (:func:`joint_keep_counts`): the same
+allocation with the FLOP marginals as weights and alpha the smallest value
+meeting *both* targets; when the parameter target binds (the parameters sit
+in the coarse levels, which the FLOP weights spare) alpha grows further and
+the FLOPs end below their target. The slack is given back while both hold.
+
 **Importance-aware greedy allocation** (:func:`allocate_by_importance`):
 channels are removed one at a time in increasing order of (normalised
 importance) / (Delta_l / mean Delta)^gamma, i.e. least importance per unit of
@@ -35,7 +41,7 @@ cost first, until the exact cost meets the target.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -196,6 +202,20 @@ def _round_keep(n: int, keep: float, floor: int, multiple_of: int) -> int:
     return max(floor, min(n, k))
 
 
+def _check_allocation_options(min_channels: int, exponent: float, multiple_of: int) -> int:
+    min_channels = _check_min_channels(min_channels)
+    if isinstance(multiple_of, bool) or not isinstance(multiple_of, int) or multiple_of < 1:
+        raise ValueError(f"multiple_of must be an integer >= 1, got {multiple_of!r}")
+    if (
+        isinstance(exponent, bool)
+        or not isinstance(exponent, (int, float))
+        or not math.isfinite(exponent)
+        or exponent < 0
+    ):
+        raise ValueError(f"exponent must be a finite number >= 0, got {exponent!r}")
+    return min_channels
+
+
 def budget_keep_counts(
     cost_model: CostModel,
     fraction: float,
@@ -212,61 +232,186 @@ def budget_keep_counts(
     out of reach even with every layer at ``min_channels``.
     """
     fraction = check_fraction(fraction)
-    min_channels = _check_min_channels(min_channels)
-    if isinstance(multiple_of, bool) or not isinstance(multiple_of, int) or multiple_of < 1:
-        raise ValueError(f"multiple_of must be an integer >= 1, got {multiple_of!r}")
-    if not isinstance(exponent, (int, float)) or not math.isfinite(exponent) or exponent < 0:
-        raise ValueError(f"exponent must be a finite number >= 0, got {exponent!r}")
+    min_channels = _check_allocation_options(min_channels, exponent, multiple_of)
     full = cost_model.channel_map.widths()
-    target = fraction * cost_model.total()
     floors = {n: min(min_channels, c) for n, c in full.items()}
-    if cost_model.total(floors) > target:
-        reach = cost_model.total(floors) / cost_model.total()
+    bounds = [(cost_model, fraction)]
+    _check_reach(bounds, floors, min_channels)
+    keep, _ = _proportional_keep(cost_model.marginal(), bounds, full, floors, exponent, multiple_of)
+    return keep
+
+
+def joint_keep_counts(
+    flops_model: CostModel,
+    params_model: CostModel,
+    *,
+    flops_fraction: float | None,
+    params_fraction: float | None,
+    min_channels: int = 1,
+    exponent: float = 1.0,
+    multiple_of: int = 1,
+) -> dict[str, int]:
+    """Per prunable conv the channels to keep so FLOPs <= ``flops_fraction`` AND params <= ``params_fraction``.
+
+    Args:
+        flops_model, params_model: :func:`measure_cost_model` of the same network
+            ("flops" and "params"; same channel map widths).
+        flops_fraction, params_fraction: the fraction of the full FLOPs / parameters
+            kept, in (0, 1]; ``None`` leaves that cost unconstrained (not both).
+        min_channels, exponent, multiple_of: as :func:`budget_keep_counts`.
+
+    With one fraction given this is :func:`budget_keep_counts` on that cost
+    model. With both, the proportional allocation uses the combined marginal
+    cost of a channel, w_l = (1 - lam) Df_l / F + lam Dp_l / P (its share of the
+    full FLOPs F and of the full parameters P), and the common scale alpha is
+    the smallest whose rounded widths meet both targets (every width is
+    non-increasing in alpha, so both costs are: bisection is exact). lam = 0
+    (FLOP marginals: channels are cut where the FLOPs are, the full-resolution
+    estimator and context) is used whenever it meets the parameter target
+    first; it then equals the FLOP-only allocation. Otherwise the parameters
+    bind, and with FLOP weights alone the FLOPs would collapse far below their
+    target (the parameters sit in the coarse levels, which FLOP weights spare),
+    so lam is raised by bisection to where the FLOP target starts binding too
+    (lam = 1, the parameter marginals, if it never does), and of the two
+    bracketing allocations the one using more of both budgets is returned.
+    The rounding slack is given back one channel (or ``multiple_of``) at a time
+    while both targets hold. Both costs are checked with
+    :meth:`CostModel.total` (exact integers). Raises ``ValueError`` if either
+    target is out of reach with every layer at ``min_channels``.
+    """
+    if flops_fraction is None and params_fraction is None:
+        raise ValueError("joint_keep_counts: give flops_fraction, params_fraction or both (got neither)")
+    for cm, kind, what in ((flops_model, "flops", "flops_model"), (params_model, "params", "params_model")):
+        if not isinstance(cm, CostModel) or cm.kind != kind:
+            got = cm.kind if isinstance(cm, CostModel) else type(cm).__name__
+            raise ValueError(
+                f"{what} must be a {kind!r} CostModel (measure_cost_model(model, {kind!r})), got {got!r}"
+            )
+    if flops_model.channel_map.widths() != params_model.channel_map.widths():
         raise ValueError(
-            f"cost target {fraction:.4f} of the full {cost_model.kind} is out of reach: with every layer at "
-            f"min_channels={min_channels} the cost is still {reach:.4f} of the full cost"
+            "flops_model and params_model describe different networks (their prunable convs or widths differ); "
+            "measure both on the same model with the same channel map"
         )
-    delta = cost_model.marginal()
-    top = max(delta.values())
-    weight = {n: (d / top) ** exponent if top > 0 and d > 0 else 0.0 for n, d in delta.items()}
+    opts = {"min_channels": min_channels, "exponent": exponent, "multiple_of": multiple_of}
+    if params_fraction is None:
+        return budget_keep_counts(flops_model, check_fraction(flops_fraction, "flops_fraction"), **opts)
+    if flops_fraction is None:
+        return budget_keep_counts(params_model, check_fraction(params_fraction, "params_fraction"), **opts)
+    ff = check_fraction(flops_fraction, "flops_fraction")
+    pf = check_fraction(params_fraction, "params_fraction")
+    min_channels = _check_allocation_options(min_channels, exponent, multiple_of)
+    full = flops_model.channel_map.widths()
+    floors = {n: min(min_channels, c) for n, c in full.items()}
+    bounds = [(flops_model, ff), (params_model, pf)]
+    _check_reach(bounds, floors, min_channels)
+    total_f, total_p = flops_model.total(), params_model.total()
+    d_f, d_p = flops_model.marginal(), params_model.marginal()
+
+    def solve(lam: float) -> tuple[dict[str, int], bool]:
+        """Allocation at blend ``lam`` and whether the parameter target is the binding one."""
+        marginal = {n: (1.0 - lam) * d_f[n] / total_f + lam * d_p[n] / total_p for n in full}
+        keep, (alpha_f, alpha_p) = _proportional_keep(marginal, bounds, full, floors, exponent, multiple_of)
+        return keep, alpha_p > alpha_f
+
+    keep_lo, params_bind = solve(0.0)
+    if not params_bind:
+        return keep_lo
+    keep_hi, params_bind = solve(1.0)
+    if params_bind:  # even the parameter marginals leave FLOPs to spare
+        return keep_hi
+    lo, hi = 0.0, 1.0
+    for _ in range(12):  # lam to ~2e-4: finer changes move a channel or two at most
+        mid = 0.5 * (lo + hi)
+        keep, params_bind = solve(mid)
+        if params_bind:
+            lo, keep_lo = mid, keep
+        else:
+            hi, keep_hi = mid, keep
+
+    def used(keep: Mapping[str, int]) -> float:
+        return flops_model.total(keep) / (ff * total_f) + params_model.total(keep) / (pf * total_p)
+
+    return keep_hi if used(keep_hi) > used(keep_lo) else keep_lo
+
+
+def _check_reach(bounds: list[tuple[CostModel, float]], floors: Mapping[str, int], min_channels: int) -> None:
+    for cm, fraction in bounds:
+        if cm.total(floors) > fraction * cm.total():
+            reach = cm.total(floors) / cm.total()
+            raise ValueError(
+                f"cost target {fraction:.4f} of the full {cm.kind} is out of reach: with every layer at "
+                f"min_channels={min_channels} the cost is still {reach:.4f} of the full cost"
+            )
+
+
+def _proportional_keep(
+    marginal: Mapping[str, float],
+    bounds: list[tuple[CostModel, float]],
+    full: Mapping[str, int],
+    floors: Mapping[str, int],
+    exponent: float,
+    multiple_of: int,
+) -> tuple[dict[str, int], list[float]]:
+    """Proportional allocation weighted by ``marginal`` meeting every (cost model, fraction) of ``bounds``.
+
+    Returns the keep counts and, per bound, the smallest alpha meeting it alone
+    (the largest of them is the one used: that bound binds).
+    """
+    top = max(marginal.values())
+    weight = {n: (d / top) ** exponent if top > 0 and d > 0 else 0.0 for n, d in marginal.items()}
     p_max = {n: 1.0 - floors[n] / c for n, c in full.items()}
 
     def counts(alpha: float) -> dict[str, int]:
+        # a layer at its largest cut sits exactly at its floor (rounding to multiple_of could lift it)
         return {
-            n: _round_keep(c, c * (1.0 - min(p_max[n], alpha * weight[n])), floors[n], multiple_of)
+            n: floors[n]
+            if alpha * weight[n] >= p_max[n]
+            else _round_keep(c, c * (1.0 - alpha * weight[n]), floors[n], multiple_of)
             for n, c in full.items()
         }
 
-    if cost_model.total(counts(0.0)) <= target:
-        return counts(0.0)
     hi = max((p_max[n] / weight[n] for n in full if weight[n] > 0), default=0.0) + 1.0
-    if cost_model.total(counts(hi)) > target:  # width-free layers (weight 0) cannot help: uniform fallback
-        raise ValueError(
-            f"cost target {fraction:.4f} cannot be met by proportional allocation "
-            f"(exponent={exponent}); try exponent=0 or allocate_by_importance"
-        )
-    lo = 0.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if cost_model.total(counts(mid)) <= target:
-            hi = mid
-        else:
-            lo = mid
-        if hi - lo <= 1e-12 * max(1.0, hi):
-            break
-    return _fill_back(cost_model, counts(hi), full, target, multiple_of)
+    alphas = []
+    for cm, fraction in bounds:
+        target = fraction * cm.total()
+        if cm.total(counts(0.0)) <= target:
+            alphas.append(0.0)
+            continue
+        if cm.total(counts(hi)) > target:  # width-free layers (weight 0) cannot help: uniform fallback
+            raise ValueError(
+                f"cost target {fraction:.4f} of the full {cm.kind} cannot be met by proportional allocation "
+                f"(exponent={exponent}); try exponent=0 or allocate_by_importance"
+            )
+        lo, up = 0.0, hi
+        for _ in range(200):
+            mid = 0.5 * (lo + up)
+            if cm.total(counts(mid)) <= target:
+                up = mid
+            else:
+                lo = mid
+            if up - lo <= 1e-12 * max(1.0, up):
+                break
+        alphas.append(up)
+
+    def fits(keep: Mapping[str, int]) -> bool:
+        return all(cm.total(keep) <= fraction * cm.total() for cm, fraction in bounds)
+
+    alpha = max(alphas)
+    if alpha == 0.0:
+        return counts(0.0), alphas
+    return _fill_back(counts(alpha), full, fits, multiple_of), alphas
 
 
 def _fill_back(
-    cost_model: CostModel, keep: dict[str, int], full: Mapping[str, int], target: float, multiple_of: int
+    keep: dict[str, int], full: Mapping[str, int], fits: Callable[[Mapping[str, int]], bool], multiple_of: int
 ) -> dict[str, int]:
-    """Give back rounding slack: grow the most-pruned layer that still fits the target, until none fits."""
+    """Give back rounding slack: grow the most-pruned layer that still fits the targets, until none fits."""
     keep = dict(keep)
     order = {n: i for i, n in enumerate(full)}
     while True:
         for n in sorted((n for n in full if keep[n] < full[n]), key=lambda n: (keep[n] / full[n], order[n])):
             grown = min(full[n], (keep[n] // multiple_of + 1) * multiple_of)
-            if cost_model.total({**keep, n: grown}) <= target:
+            if fits({**keep, n: grown}):
                 keep[n] = grown
                 break
         else:

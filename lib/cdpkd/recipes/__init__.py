@@ -1,5 +1,32 @@
 """Training recipes: what the notebooks train, as cached artifacts keyed by their settings."""
 
+from .students import (
+    CDPKDRecipe,
+    DPNetRecipe,
+    StudentBudget,
+    cost_report,
+    ensure_cdp_kdnet,
+    ensure_dpnet,
+    one_shot_prune,
+    read_student_report,
+    train_cdp_kdnet,
+    train_dpnet,
+)
 from .unsupervised import UnsupervisedRecipe, ensure_unsupervised_model, load_trained, train_unsupervised
 
-__all__ = ["UnsupervisedRecipe", "ensure_unsupervised_model", "load_trained", "train_unsupervised"]
+__all__ = [
+    "CDPKDRecipe",
+    "DPNetRecipe",
+    "StudentBudget",
+    "UnsupervisedRecipe",
+    "cost_report",
+    "ensure_cdp_kdnet",
+    "ensure_dpnet",
+    "ensure_unsupervised_model",
+    "load_trained",
+    "one_shot_prune",
+    "read_student_report",
+    "train_cdp_kdnet",
+    "train_dpnet",
+    "train_unsupervised",
+]

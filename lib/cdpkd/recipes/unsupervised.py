@@ -112,13 +112,17 @@ def _split(train_path: Path, val_pairs: int) -> tuple[list[int], list[int]]:
     return list(range(n - val_pairs)), list(range(n - val_pairs, n))
 
 
-def validation_fn(train_path: Path, indices: list[int], strain_window: int):
-    """``val_fn(model, step)``: mean full-frame metrics of the held-out pairs against ground truth."""
+def validation_fn(train_path: Path, indices: list[int], strain_window: int, tile: tuple[int, int] | None = None):
+    """``val_fn(model, step)``: mean full-frame metrics of the held-out pairs against ground truth.
+
+    ``tile``: estimate on overlapping tiles of this size (see :func:`~cdpkd.estimators.network_estimator`)
+    instead of one whole-frame forward.
+    """
     pairs = [read_pair(train_path, i) for i in indices]
 
     def val_fn(model: nn.Module, step: int) -> dict[str, float]:
         device = next(model.parameters()).device
-        estimate = network_estimator(model, device)
+        estimate = network_estimator(model, device, tile=tile)
         rows = []
         for p in pairs:
             rows.append(

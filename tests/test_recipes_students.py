@@ -1,0 +1,201 @@
+"""Students of a teacher: the distillation objective, one-shot pruning to a joint budget, DP-Net and
+CDP-KDNet recipes end to end on tiny data (budget reached, reloadable without pruning code)."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from cdpkd.complexity import count_flops
+from cdpkd.losses import UnsupervisedLoss, UnsupervisedLossConfig
+from cdpkd.losses.distill import OutputDistillation
+from cdpkd.models import build_model, count_parameters, load_model
+from cdpkd.recipes import (
+    CDPKDRecipe,
+    DPNetRecipe,
+    StudentBudget,
+    UnsupervisedRecipe,
+    ensure_cdp_kdnet,
+    ensure_dpnet,
+    ensure_unsupervised_model,
+    one_shot_prune,
+    read_student_report,
+)
+from cdpkd.sim.dataset import write_dataset
+from cdpkd.train.curriculum import Schedule
+from cdpkd.train.distillation import DistillationObjective
+
+CROP = (128, 32)
+
+
+@pytest.fixture(scope="module")
+def train_set(tmp_path_factory):
+    from cdpkd.sim import ImagingConfig, SimulationConfig
+
+    config = SimulationConfig(imaging=ImagingConfig(n_samples=256, n_lines=32))
+    root = tmp_path_factory.mktemp("students")
+    return write_dataset(root / "sim_train" / "key" / "pairs.h5", config, 4, base_seed=11, workers=1)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(train_set, tmp_path_factory):
+    torch.set_num_threads(1)
+    recipe = UnsupervisedRecipe(
+        model="umen_teacher_smoke", crop=CROP, steps=4, batch_size=2, warmup_steps=1, val_pairs=1, seed=0
+    )
+    return ensure_unsupervised_model(tmp_path_factory.mktemp("art"), "teacher", recipe, train_set)
+
+
+def _batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"pre": torch.randn(2, 1, 64, 32, generator=g), "post": torch.randn(2, 1, 64, 32, generator=g)}
+
+
+# ----------------------------------------------------------------------------- objective
+def test_objective_is_zero_kd_for_a_copy_and_trains_the_student_only():
+    teacher = build_model("umen_teacher_smoke", seed=1)
+    student = copy.deepcopy(teacher)
+    objective = DistillationObjective(teacher, OutputDistillation(), None)
+    terms = objective(student, _batch(), 0)
+    assert terms["kd_total"].item() == pytest.approx(0.0, abs=1e-12)
+    assert all(not p.requires_grad for p in teacher.parameters()), "the teacher is frozen"
+    assert not any(k.startswith("_teacher") for k in objective.state_dict()), (
+        "the teacher is not checkpointed"
+    )
+
+    student = build_model("umen_teacher_smoke", seed=2)
+    before = [p.detach().clone() for p in teacher.parameters()]
+    terms = objective(student, _batch(), 0)
+    assert terms["kd_total"].item() > 0
+    terms["total"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters()))
+
+
+def test_objective_adds_weighted_terms_and_follows_the_schedule():
+    teacher, student = build_model("umen_teacher_smoke", seed=1), build_model("umen_teacher_smoke", seed=2)
+    unsup = UnsupervisedLoss(UnsupervisedLossConfig())
+    schedule = Schedule(
+        kind="linear",
+        start_value=1.0,
+        end_value=0.0,
+        start_step=0,
+        end_step=10,
+        name="kd_weight",
+        domain="weight",
+    )
+    objective = DistillationObjective(teacher, OutputDistillation(), unsup, kd_weight=schedule)
+    batch = _batch(3)
+    at0, at5 = objective(student, batch, 0), objective(student, batch, 5)
+    assert at0["kd_weight"].item() == 1.0 and at5["kd_weight"].item() == 0.5
+    for terms, w in ((at0, 1.0), (at5, 0.5)):
+        expected = terms["unsup_total"] + w * terms["kd_total"]
+        assert terms["total"].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_objective_bad_input():
+    teacher = build_model("umen_teacher_smoke", seed=1)
+    with pytest.raises(ValueError, match="distiller"):
+        DistillationObjective(teacher, None, None)
+    with pytest.raises(ValueError, match="kd_weight"):
+        DistillationObjective(teacher, OutputDistillation(), None, kd_weight=-1.0)
+
+
+# ----------------------------------------------------------------------------- one-shot pruning
+@pytest.mark.parametrize(
+    "budget", [StudentBudget(0.4, 0.5, 2), StudentBudget(None, 0.3, 1), StudentBudget(0.5, None, 2)]
+)
+def test_one_shot_prune_meets_the_joint_budget(budget):
+    torch.set_num_threads(1)
+    teacher = build_model("umen_teacher_smoke", seed=0)
+    student, report = one_shot_prune(teacher, budget, CROP)
+    p = count_parameters(student) / count_parameters(teacher)
+    f = count_flops(student, *CROP) / count_flops(teacher, *CROP)
+    assert report["params_fraction"] == pytest.approx(p) and report["flops_fraction"] == pytest.approx(f)
+    if budget.params_fraction is not None:
+        assert p <= budget.params_fraction
+    if budget.flops_fraction is not None:
+        assert f <= budget.flops_fraction
+    assert all(c["student"] <= c["teacher"] for c in report["channels"].values())
+
+
+def test_budget_and_recipe_bad_settings():
+    with pytest.raises(ValueError, match="params_fraction"):
+        StudentBudget(None, None)
+    with pytest.raises(ValueError, match="flops_fraction"):
+        StudentBudget(0.4, 1.5)
+    with pytest.raises(ValueError, match="init"):
+        DPNetRecipe(init="imagenet")
+    with pytest.raises(ValueError, match="distiller"):
+        CDPKDRecipe(distiller="no_such_method")
+    with pytest.raises(ValueError, match="prune_start"):
+        CDPKDRecipe(prune_start=0.8, prune_end=0.2)
+
+
+# ----------------------------------------------------------------------------- end to end
+def _assert_reloads_at_budget(path, budget):
+    report = read_student_report(path)
+    assert report["params_fraction"] <= budget.params_fraction
+    assert report["flops_fraction"] <= budget.flops_fraction
+    spec = json.loads((path / "model.pt.json").read_text())
+    assert spec, "the pruned channel configuration is saved as JSON next to the weights"
+    model = load_model(path / "model.pt")  # no pruning code involved
+    assert count_parameters(model) == report["student_params"]
+    pre = torch.randn(1, 1, *CROP)
+    assert model(pre, pre)["displacement"].shape == (1, 2, *CROP)
+    return report
+
+
+def test_dpnet_recipe_trains_at_budget_and_is_cached(train_set, teacher_dir, tmp_path):
+    torch.set_num_threads(1)
+    budget = StudentBudget(0.4, 0.5, 2)
+    recipe = DPNetRecipe(budget=budget, crop=CROP, steps=3, batch_size=2, warmup_steps=1, val_pairs=1, seed=0)
+    path = ensure_dpnet(tmp_path, recipe, teacher_dir, train_set)
+    _assert_reloads_at_budget(path, budget)
+    assert (path / "metrics.csv").is_file()
+    stamp = (path / "model.pt").stat().st_mtime_ns
+    assert ensure_dpnet(tmp_path, recipe, teacher_dir, train_set) == path
+    assert (path / "model.pt").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("criterion, distiller", [("taylor", "output"), ("l1", "feature")])
+def test_cdp_kdnet_recipe_reaches_the_budget(train_set, teacher_dir, tmp_path, criterion, distiller):
+    """A seeded run prunes dynamically under the curriculum with distillation and ends at the budget."""
+    torch.set_num_threads(1)
+    budget = StudentBudget(0.4, 0.5, 2)
+    recipe = CDPKDRecipe(
+        budget=budget,
+        crop=CROP,
+        steps=6,
+        batch_size=2,
+        warmup_steps=1,
+        val_pairs=1,
+        seed=0,
+        criterion=criterion,
+        prune_end=0.5,
+        prune_every=1,
+        distiller=distiller,
+        finetune_steps=2,
+        start_fraction=0.5,
+        end_step_fraction=0.5,
+    )
+    path = ensure_cdp_kdnet(tmp_path, recipe, teacher_dir, train_set)
+    report = _assert_reloads_at_budget(path, budget)
+    assert len(report["difficulty"]) == 3  # 4 pairs, 1 held out for validation
+    log = (path / "prune_metrics.csv").read_text().splitlines()
+    header = log[0].split(",")
+    for key in (
+        "prune_progress",
+        "prune_params_fraction",
+        "prune_flops_fraction",
+        "curriculum_fraction",
+        "loss_kd_total",
+        "loss_unsup_total",
+    ):
+        assert key in header, key
+    last = dict(zip(header, log[-1].split(",")))
+    assert float(last["prune_progress"]) == 1.0
+    assert float(last["prune_params_fraction"]) <= budget.params_fraction
+    assert (path / "finetune_metrics.csv").is_file()
