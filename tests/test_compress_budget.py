@@ -17,6 +17,7 @@ from cdpkd.compress import (
     prune_to_budget,
     select_counts,
 )
+from cdpkd.compress.budget import _proportional_keep
 from cdpkd.models import build_model, count_parameters
 
 torch.set_num_threads(1)
@@ -192,6 +193,7 @@ def test_joint_keep_counts_one_binding_other_slack(flops_model, params_model):
     f, p = _fractions(flops_model, params_model, keep)
     assert 0.45 < p <= 0.5 and f < 0.9
     assert _is_maximal(flops_model, params_model, keep, 0.95, 0.5)
+    assert keep == budget_keep_counts(params_model, 0.5)  # here: the parameter-weighted allocation
 
 
 def test_joint_keep_counts_single_target_equals_budget_keep_counts(flops_model, params_model):
@@ -248,3 +250,21 @@ def test_joint_keep_counts_bad_input(smoke, flops_model, params_model):
         joint_keep_counts(flops_model, other, flops_fraction=0.5, params_fraction=0.5)
     with pytest.raises(ValueError, match="multiple_of"):
         joint_keep_counts(flops_model, params_model, flops_fraction=0.5, params_fraction=0.5, multiple_of=0)
+
+
+def test_joint_keep_counts_blend_keeps_flops_from_collapsing():
+    # teacher topology: its parameters sit in the coarse levels that FLOP weights spare, so tightening
+    # the FLOP-weighted allocation to a 36 % parameter target would leave ~3 % of the FLOPs
+    model = build_model("umen_teacher_cpu", seed=0)
+    flops = measure_cost_model(model, "flops", height=64, width=32)
+    params = measure_cost_model(model, "params")
+    keep = joint_keep_counts(flops, params, flops_fraction=0.36, params_fraction=0.36, min_channels=2)
+    f, p = _fractions(flops, params, keep)
+    assert 0.33 < f <= 0.36 and 0.33 < p <= 0.36  # both budgets used
+    full = flops.channel_map.widths()
+    floors = {n: min(2, c) for n, c in full.items()}
+    flop_weighted, _ = _proportional_keep(
+        flops.marginal(), [(flops, 0.36), (params, 0.36)], full, floors, 1.0, 1
+    )
+    f0, p0 = _fractions(flops, params, flop_weighted)
+    assert p0 <= 0.36 and f0 < 0.1

@@ -27,10 +27,11 @@ full-resolution estimator and context network, barely the coarse levels
 of a layer go is then the importance criterion's choice.
 
 **Joint FLOP and parameter budget** (:func:`joint_keep_counts`): the same
-allocation with the FLOP marginals as weights and alpha the smallest value
-meeting *both* targets; when the parameter target binds (the parameters sit
-in the coarse levels, which the FLOP weights spare) alpha grows further and
-the FLOPs end below their target. The slack is given back while both hold.
+allocation with alpha the smallest value meeting *both* targets, weighted by
+the FLOP marginals when that meets the parameter target; otherwise (the
+parameters sit in the coarse levels, which FLOP weights spare) by a blend
+(1 - lam) Df_l / F + lam Dp_l / P of the FLOP and parameter shares, with lam
+found where both targets bind. The slack is given back while both hold.
 
 **Importance-aware greedy allocation** (:func:`allocate_by_importance`):
 channels are removed one at a time in increasing order of (normalised
@@ -269,11 +270,13 @@ def joint_keep_counts(
     (FLOP marginals: channels are cut where the FLOPs are, the full-resolution
     estimator and context) is used whenever it meets the parameter target
     first; it then equals the FLOP-only allocation. Otherwise the parameters
-    bind, and with FLOP weights alone the FLOPs would collapse far below their
-    target (the parameters sit in the coarse levels, which FLOP weights spare),
-    so lam is raised by bisection to where the FLOP target starts binding too
-    (lam = 1, the parameter marginals, if it never does), and of the two
-    bracketing allocations the one using more of both budgets is returned.
+    bind, and with FLOP weights alone the FLOPs can collapse far below their
+    target (the parameters sit in the coarse levels, which FLOP weights spare;
+    e.g. 2 % of the teacher's FLOPs for a 36 % parameter target), so lam = 1
+    (parameter marginals) is tried and, if the FLOP target binds there, lam is
+    bisected to where the binding target switches, i.e. both budgets are used.
+    Of all allocations tried (all meet both targets) the one using most of the
+    budgets (largest FLOPs / FLOP target + params / params target) is returned.
     The rounding slack is given back one channel (or ``multiple_of``) at a time
     while both targets hold. Both costs are checked with
     :meth:`CostModel.total` (exact integers). Raises ``ValueError`` if either
@@ -313,25 +316,23 @@ def joint_keep_counts(
         keep, (alpha_f, alpha_p) = _proportional_keep(marginal, bounds, full, floors, exponent, multiple_of)
         return keep, alpha_p > alpha_f
 
-    keep_lo, params_bind = solve(0.0)
-    if not params_bind:
-        return keep_lo
-    keep_hi, params_bind = solve(1.0)
-    if params_bind:  # even the parameter marginals leave FLOPs to spare
-        return keep_hi
-    lo, hi = 0.0, 1.0
-    for _ in range(12):  # lam to ~2e-4: finer changes move a channel or two at most
-        mid = 0.5 * (lo + hi)
-        keep, params_bind = solve(mid)
-        if params_bind:
-            lo, keep_lo = mid, keep
-        else:
-            hi, keep_hi = mid, keep
-
     def used(keep: Mapping[str, int]) -> float:
         return flops_model.total(keep) / (ff * total_f) + params_model.total(keep) / (pf * total_p)
 
-    return keep_hi if used(keep_hi) > used(keep_lo) else keep_lo
+    keep, params_bind = solve(0.0)
+    if not params_bind:
+        return keep
+    candidates = [keep]  # every allocation tried meets both targets: keep the one using most of them
+    keep, params_bind_hi = solve(1.0)
+    candidates.append(keep)
+    if not params_bind_hi:
+        lo, hi = 0.0, 1.0
+        for _ in range(12):  # 12 halvings: lam to 2.4e-4
+            mid = 0.5 * (lo + hi)
+            keep, params_bind = solve(mid)
+            candidates.append(keep)
+            lo, hi = (mid, hi) if params_bind else (lo, mid)
+    return max(candidates, key=used)  # ties: the first, i.e. the FLOP-weighted allocation
 
 
 def _check_reach(bounds: list[tuple[CostModel, float]], floors: Mapping[str, int], min_channels: int) -> None:
