@@ -7,7 +7,7 @@ import torch
 
 from cdpkd.losses import UnsupervisedLoss, UnsupervisedLossConfig
 from cdpkd.models import build_model
-from cdpkd.recipes import UnsupervisedRecipe, ensure_unsupervised_model, load_trained
+from cdpkd.recipes import UnsupervisedRecipe, ensure_teacher, ensure_unsupervised_model, load_trained
 from cdpkd.sim import RFPairDataset
 from cdpkd.sim.dataset import write_dataset
 
@@ -74,3 +74,28 @@ def test_a_small_network_overfits_one_pair_without_ground_truth(train_set):
         opt.step()
         history.append(terms["similarity_final"].item())
     assert min(history[-10:]) < 0.25 * history[0], history[::20]
+
+
+def test_refinement_stage_starts_from_the_base_model(train_set, tmp_path):
+    torch.set_num_threads(1)
+    recipe = _recipe()
+    base_only = ensure_teacher(tmp_path, recipe, train_set)
+    stages = ensure_teacher(tmp_path, recipe, train_set, refine={"steps": 2, "lr": 1e-12, "warmup_steps": 0})
+    assert len(base_only) == 1 and stages[0] == base_only[0] and stages[1] != stages[0]
+    base, refined = load_trained(stages[0]), load_trained(stages[1])
+    random = build_model("umen_teacher_smoke", seed=3)
+    for (name, a), b in zip(base.state_dict().items(), refined.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), f"{name}: the refinement did not start from the base weights"
+    assert any(not torch.allclose(a, r) for a, r in zip(base.state_dict().values(), random.state_dict().values()))
+    records = [json.loads(line) for line in (stages[1] / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_strain_rmse" in r for r in records)
+
+
+def test_later_recipe_fields_leave_old_cache_keys_alone(train_set, tmp_path):
+    plain = _recipe().cache_dict()
+    assert "init_from" not in plain and "val_tile" not in plain, "defaults of later fields stay out of the key"
+    assert _recipe(init_from="teacher/abc", val_tile=True).cache_dict()["init_from"] == "teacher/abc"
+    with pytest.raises(FileNotFoundError, match="init_from"):
+        ensure_unsupervised_model(tmp_path, "teacher", _recipe(init_from="teacher/missing"), train_set)
+    with pytest.raises(ValueError, match="not_a_field"):
+        ensure_teacher(tmp_path, _recipe(), train_set, refine={"not_a_field": 1})

@@ -12,7 +12,13 @@ from .students import (
     train_cdp_kdnet,
     train_dpnet,
 )
-from .unsupervised import UnsupervisedRecipe, ensure_unsupervised_model, load_trained, train_unsupervised
+from .unsupervised import (
+    UnsupervisedRecipe,
+    ensure_teacher,
+    ensure_unsupervised_model,
+    load_trained,
+    train_unsupervised,
+)
 
 __all__ = [
     "CDPKDRecipe",
@@ -22,6 +28,7 @@ __all__ = [
     "cost_report",
     "ensure_cdp_kdnet",
     "ensure_dpnet",
+    "ensure_teacher",
     "ensure_unsupervised_model",
     "load_trained",
     "one_shot_prune",

@@ -53,6 +53,11 @@ class UnsupervisedRecipe:
         val_every: validate every this many steps (None = at the end only).
         strain_window: LS strain window (samples) of the validation metrics.
         seed: weights, data order and crops.
+        init_from: artifact folder, relative to the artifact root (e.g.
+            ``"teacher/<key>"``), whose trained model this run starts from (a
+            refinement stage, see :func:`ensure_teacher`); None = random init.
+        val_tile: validate on overlapping tiles of the training crop (as the
+            notebooks evaluate) instead of one whole-frame forward.
     """
 
     model: str
@@ -69,6 +74,8 @@ class UnsupervisedRecipe:
     val_every: int | None = None
     strain_window: int = 31
     seed: int = 0
+    init_from: str | None = None
+    val_tile: bool = False
 
     def __post_init__(self) -> None:
         self.crop = (int(self.crop[0]), int(self.crop[1]))
@@ -79,6 +86,15 @@ class UnsupervisedRecipe:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def cache_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the fields added later while they hold their defaults, so the
+        cache keys of recipes that do not use them stay what they were."""
+        d = self.to_dict()
+        for name, default in _LATER_FIELDS.items():
+            if d.get(name) == default:
+                d.pop(name)
+        return d
 
     def model_config(self) -> PWCConfig:
         """The registry configuration of ``model`` with ``model_overrides`` applied."""
@@ -102,6 +118,10 @@ class UnsupervisedRecipe:
             log_every=max(1, min(10, self.steps // 20)),
             profile=profile,
         )
+
+
+# Fields added after cache keys were first published, with their defaults (see cache_dict).
+_LATER_FIELDS: dict[str, Any] = {"init_from": None, "val_tile": False}
 
 
 def _split(train_path: Path, val_pairs: int) -> tuple[list[int], list[int]]:
@@ -144,18 +164,28 @@ def train_unsupervised(
     *,
     profile: str = "default",
     device: str | torch.device | None = None,
+    init_model: str | os.PathLike | None = None,
 ) -> tuple[nn.Module, History]:
-    """Train ``recipe.model`` with the unsupervised loss; resumes from checkpoints in ``run_dir``."""
+    """Train ``recipe.model`` with the unsupervised loss; resumes from checkpoints in ``run_dir``.
+
+    ``init_model``: a saved model (``model.pt``) of the same configuration to start from.
+    """
     train_path = Path(train_path)
     train_idx, val_idx = _split(train_path, recipe.val_pairs)
     dataset = RFPairDataset(train_path, crop=recipe.crop, seed=recipe.seed, indices=train_idx)
     model = build_model(recipe.model_config(), seed=recipe.seed)
+    if init_model is not None:
+        start = load_model(init_model)
+        if start.config != model.config:
+            raise ValueError(f"{init_model}: its configuration differs from the recipe's {recipe.model!r}")
+        model.load_state_dict(start.state_dict())
     loss = UnsupervisedLoss(UnsupervisedLossConfig.from_dict(recipe.loss))
 
     def loss_fn(net: nn.Module, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         return loss(batch["pre"], batch["post"], net(batch["pre"], batch["post"]))
 
-    val_fn = validation_fn(train_path, val_idx, recipe.strain_window) if val_idx else None
+    tile = recipe.crop if recipe.val_tile else None
+    val_fn = validation_fn(train_path, val_idx, recipe.strain_window, tile=tile) if val_idx else None
     history = fit(model, dataset, loss_fn, recipe.fit_config(profile), run_dir, val_fn=val_fn, device=device)
     return model, history
 
@@ -178,15 +208,23 @@ def ensure_unsupervised_model(
     train_path = Path(train_path)
     params = {
         "version": RECIPE_VERSION,
-        "recipe": recipe.to_dict(),
+        "recipe": recipe.cache_dict(),
         "model_config": recipe.model_config().to_dict(),
         "train_set": f"{train_path.parent.parent.name}/{train_path.parent.name}/{train_path.name}",
     }
     final = artifact_dir(root, kind, params)
     run_dir = final.with_name(final.name + ".run")
 
+    init_model = None
+    if recipe.init_from is not None:
+        init_model = Path(root) / recipe.init_from / MODEL_FILE
+        if not init_model.is_file():
+            raise FileNotFoundError(f"init_from={recipe.init_from!r}: no trained model at {init_model}")
+
     def build(out: Path) -> None:
-        model, _ = train_unsupervised(recipe, train_path, run_dir, profile=profile, device=device)
+        model, _ = train_unsupervised(
+            recipe, train_path, run_dir, profile=profile, device=device, init_model=init_model
+        )
         save_model(out / MODEL_FILE, model)
         for name in ("metrics.csv", "metrics.jsonl", "fit_config.json"):
             if (run_dir / name).is_file():
@@ -195,6 +233,37 @@ def ensure_unsupervised_model(
     path = cached(root, kind, params, build)
     shutil.rmtree(run_dir, ignore_errors=True)  # checkpoints were only needed until the model was final
     return path
+
+
+def ensure_teacher(
+    root: str | os.PathLike,
+    recipe: UnsupervisedRecipe,
+    train_path: str | os.PathLike,
+    *,
+    refine: dict[str, Any] | None = None,
+    profile: str = "default",
+    device: str | torch.device | None = None,
+) -> list[Path]:
+    """The teacher's training stages as artifact folders: ``[base]`` or ``[base, refined]``.
+
+    ``refine``: a second stage that continues from the base model with these recipe
+    fields changed (e.g. ``{"steps": 400, "lr": 2e-4, "loss": {"smooth_weight": 0.5}}``;
+    ``loss`` entries update the base loss settings). Its validation runs on tiles.
+    The last folder is the teacher to use.
+    """
+    base = ensure_unsupervised_model(root, "teacher", recipe, train_path, profile=profile, device=device)
+    if not refine:
+        return [base]
+    changes = dict(refine)
+    loss = {**recipe.loss, **changes.pop("loss", {})}
+    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(recipe)})
+    if unknown:
+        raise ValueError(f"refine: {unknown} are not fields of UnsupervisedRecipe")
+    stage = dataclasses.replace(
+        recipe, **{"val_tile": True, **changes}, loss=loss, init_from=f"teacher/{base.name}"
+    )
+    refined = ensure_unsupervised_model(root, "teacher", stage, train_path, profile=profile, device=device)
+    return [base, refined]
 
 
 def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
