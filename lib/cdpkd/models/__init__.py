@@ -1,4 +1,4 @@
-"""Displacement networks: one configurable PWC-family network and its named configurations.
+"""Displacement networks: one configurable PWC-family network, baselines, and named configurations.
 
 Public API:
 
@@ -11,20 +11,40 @@ Public API:
 - ``MODEL_CONFIGS`` (name -> config factory), ``build_model(name_or_config, seed=None)``,
   ``count_parameters(model)``, ``model_spec(model)``.
 - ``save_model(path, model)`` / ``load_model(path)``: spec JSON + state_dict, no pickle.
+- Baselines (``cdpkd.models.baselines``, same forward convention): ``USENet`` /
+  ``USENetConfig``, ``DPUNet`` / ``DPUNetConfig``, ``DSPWCNet`` / ``DSPWCConfig``;
+  named configurations in ``BASELINE_CONFIGS`` (also accepted by ``get_config`` /
+  ``build_model``).
 """
 
+from .baselines import DPUNet, DPUNetConfig, DSPWCConfig, DSPWCNet, USENet, USENetConfig
 from .config import PWCConfig
 from .gocor import GOCorrelation, transposed_correlation
 from .io import load_model, save_model
 from .pwc import PWCNet
-from .registry import ARCHITECTURES, MODEL_CONFIGS, build_model, count_parameters, get_config, model_spec
+from .registry import (
+    ARCHITECTURES,
+    BASELINE_CONFIGS,
+    MODEL_CONFIGS,
+    build_model,
+    count_parameters,
+    get_config,
+    model_spec,
+)
 
 __all__ = [
     "ARCHITECTURES",
+    "BASELINE_CONFIGS",
+    "DPUNet",
+    "DPUNetConfig",
+    "DSPWCConfig",
+    "DSPWCNet",
     "GOCorrelation",
     "MODEL_CONFIGS",
     "PWCConfig",
     "PWCNet",
+    "USENet",
+    "USENetConfig",
     "build_model",
     "count_parameters",
     "get_config",

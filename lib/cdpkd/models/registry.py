@@ -16,6 +16,26 @@ name                        parameters   what
 ``dpnet_smoke``                   6,819  ``umen_teacher_smoke`` topology, width x0.6 (min 4)
 ==========================  ===========  ==================================================
 
+Baselines for the ablation (``BASELINE_CONFIGS``, kept apart from
+``MODEL_CONFIGS`` so code that iterates the PWC family keeps getting
+``PWCConfig``; :func:`get_config` and :func:`build_model` accept both).
+The ``*_cpu`` widths are chosen so the parameter counts match ``dpnet_cpu``
+(the 40 %-of-teacher student of ``umen_teacher_cpu``, 1,082,800) within 2 %.
+Exact counts asserted in tests/test_models_baselines.py; GFLOPs per 256 x 128
+pair (``cdpkd.complexity.count_flops``) for reference (``dpnet_cpu``: 5.16):
+
+==========================  ===========  ======  =========================================
+name                        parameters   GFLOPs  what
+==========================  ===========  ======  =========================================
+``usenet_cpu``                1,065,610    2.94  USENet-style U-Net, 5 levels, 2 convs/block
+``usenet_smoke``                  4,966          3 levels, widths 4/8/8
+``dpunet_cpu``                1,099,122    4.91  DPU-Net-style U-Net, 5 levels, dilations 1/2/4
+``dpunet_smoke``                  7,606          3 levels, widths 4/8/8, dilations 1/2
+``dspwc_cpu``                 1,074,792    5.00  ``umen_teacher_cpu`` topology, teacher widths
+                                                 x0.92, depthwise-separable convs
+``dspwc_smoke``                   4,397          ``umen_teacher_smoke``, depthwise-separable
+==========================  ===========  ======  =========================================
+
 Teacher correlation: UMEN-Net uses a GOCor-style volume. Its FLOPs are
 negligible (< 1 % of the teacher's 175 GFLOPs per 256 x 128 pair), but the
 unrolled steps run as many small ops (the transposed correlation loops over
@@ -33,11 +53,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from .baselines import DPUNet, DPUNetConfig, DSPWCConfig, DSPWCNet, USENet, USENetConfig
 from .config import PWCConfig
 from .pwc import PWCNet
 
 TEACHER_CPU_WIDTH = 0.5
 DPNET_WIDTH = 0.6
+# Separable convs cut umen_teacher_cpu from 2.63 M to 0.40 M parameters: widen to match dpnet_cpu's count.
+DSPWC_CPU_WIDTH = 0.92
+
+# Any registered architecture's config.
+ModelConfig = PWCConfig | USENetConfig | DPUNetConfig | DSPWCConfig
 
 
 def umen_teacher() -> PWCConfig:
@@ -101,17 +127,74 @@ MODEL_CONFIGS: dict[str, Callable[[], PWCConfig]] = {
     "dpnet_smoke": dpnet_smoke,
 }
 
+
+def usenet_cpu() -> USENetConfig:
+    """USENet-style U-Net, encoder 16/32/64/96/160 (strides 1..16), decoder 16/32/64/96,
+    2 convs per block, heads at every scale. 1,065,610 parameters."""
+    return USENetConfig(encoder_widths=(16, 32, 64, 96, 160), decoder_widths=(16, 32, 64, 96))
+
+
+def usenet_smoke() -> USENetConfig:
+    """Tiny USENet-style U-Net for CI: 3 levels (strides 1, 2, 4). 4,966 parameters."""
+    return USENetConfig(encoder_widths=(4, 8, 8), decoder_widths=(4, 8))
+
+
+def dpunet_cpu() -> DPUNetConfig:
+    """DPU-Net-style U-Net, encoder 16/32/48/64/88, decoder 16/32/48/64, one residual
+    dilated-parallel block (dilations 1/2/4, concat fusion) per level. 1,099,122 parameters."""
+    return DPUNetConfig(encoder_widths=(16, 32, 48, 64, 88), decoder_widths=(16, 32, 48, 64))
+
+
+def dpunet_smoke() -> DPUNetConfig:
+    """Tiny DPU-Net-style U-Net for CI: 3 levels, dilations 1/2. 7,606 parameters."""
+    return DPUNetConfig(encoder_widths=(4, 8, 8), decoder_widths=(4, 8), dilations=(1, 2))
+
+
+def dspwc_cpu() -> DSPWCConfig:
+    """``umen_teacher_cpu`` topology at teacher widths x0.92 with depthwise-separable pyramid,
+    estimator and context convs. 1,074,792 parameters."""
+    pwc = umen_teacher().replace(full_res_levels=1).scaled(DSPWC_CPU_WIDTH)
+    return DSPWCConfig(pwc=pwc)
+
+
+def dspwc_smoke() -> DSPWCConfig:
+    """``umen_teacher_smoke`` with depthwise-separable convs. 4,397 parameters."""
+    return DSPWCConfig(pwc=umen_teacher_smoke())
+
+
+BASELINE_CONFIGS: dict[str, Callable[[], ModelConfig]] = {
+    "usenet_cpu": usenet_cpu,
+    "usenet_smoke": usenet_smoke,
+    "dpunet_cpu": dpunet_cpu,
+    "dpunet_smoke": dpunet_smoke,
+    "dspwc_cpu": dspwc_cpu,
+    "dspwc_smoke": dspwc_smoke,
+}
+
 # Architecture name (stored in saved models) -> (config class, model class).
-ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {"pwc": (PWCConfig, PWCNet)}
+ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
+    "pwc": (PWCConfig, PWCNet),
+    USENet.architecture: (USENetConfig, USENet),
+    DPUNet.architecture: (DPUNetConfig, DPUNet),
+    DSPWCNet.architecture: (DSPWCConfig, DSPWCNet),
+}
 
 
-def get_config(name: str) -> PWCConfig:
-    """The registered config ``name``; a clear error lists the known names."""
-    try:
-        factory = MODEL_CONFIGS[name]
-    except KeyError:
-        raise ValueError(f"unknown model name {name!r}; known: {sorted(MODEL_CONFIGS)}") from None
+def get_config(name: str) -> ModelConfig:
+    """The registered config ``name`` (``MODEL_CONFIGS`` or ``BASELINE_CONFIGS``); a clear error lists the known names."""
+    factory = MODEL_CONFIGS.get(name) or BASELINE_CONFIGS.get(name)
+    if factory is None:
+        known = sorted(MODEL_CONFIGS) + sorted(BASELINE_CONFIGS)
+        raise ValueError(f"unknown model name {name!r}; known: {known}")
     return factory()
+
+
+def _model_class(config: Any) -> type[nn.Module] | None:
+    """The model class whose config class is exactly ``type(config)``, or None."""
+    for config_cls, model_cls in ARCHITECTURES.values():
+        if type(config) is config_cls:
+            return model_cls
+    return None
 
 
 def model_spec(model: nn.Module) -> dict[str, Any]:
@@ -132,18 +215,22 @@ def _from_spec(spec: Mapping[str, Any]) -> nn.Module:
     return model_cls(config_cls.from_dict(spec["config"]))
 
 
-def build_model(name_or_config: str | PWCConfig | Mapping[str, Any], *, seed: int | None = None) -> nn.Module:
+def build_model(
+    name_or_config: str | ModelConfig | Mapping[str, Any], *, seed: int | None = None
+) -> nn.Module:
     """Build a freshly initialised model.
 
     Args:
-        name_or_config: a ``MODEL_CONFIGS`` name, a :class:`PWCConfig`, a
-            ``PWCConfig.to_dict()`` dict, or a :func:`model_spec` dict.
+        name_or_config: a ``MODEL_CONFIGS`` / ``BASELINE_CONFIGS`` name, a config
+            of a registered architecture (:class:`PWCConfig`, ``USENetConfig``,
+            ``DPUNetConfig``, ``DSPWCConfig``), a ``PWCConfig.to_dict()`` dict,
+            or a :func:`model_spec` dict (any architecture).
         seed: if given, the weights are drawn from this seed without touching
             the global RNG state (same seed, same weights on CPU).
     """
     if isinstance(name_or_config, str):
         config: Any = get_config(name_or_config)
-    elif isinstance(name_or_config, PWCConfig):
+    elif _model_class(name_or_config) is not None:
         config = name_or_config
     elif isinstance(name_or_config, Mapping):
         if "architecture" in name_or_config:
@@ -151,12 +238,15 @@ def build_model(name_or_config: str | PWCConfig | Mapping[str, Any], *, seed: in
         else:
             config = PWCConfig.from_dict(name_or_config)
     else:
+        known = ", ".join(cls.__name__ for cls, _ in ARCHITECTURES.values())
         raise ValueError(
-            f"build_model: expected a name, PWCConfig or dict, got {type(name_or_config).__name__}"
+            f"build_model: expected a name, a config ({known}) or dict, got {type(name_or_config).__name__}"
         )
 
     def make() -> nn.Module:
-        return _from_spec(config) if isinstance(config, Mapping) else PWCNet(config)
+        if isinstance(config, Mapping):
+            return _from_spec(config)
+        return _model_class(config)(config)
 
     if seed is None:
         return make()
