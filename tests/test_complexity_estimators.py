@@ -1,15 +1,16 @@
 """Model cost (FLOPs, latency) and the network -> estimator adapter."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from cdpkd.complexity import count_flops, latency_ms
+from cdpkd.complexity import count_flops, latency_ms, network_costs
 from cdpkd.estimators import network_estimator
-from cdpkd.models import build_model, get_config
+from cdpkd.models import build_model, count_parameters, get_config
 
 
 class TwoConv(nn.Module):
@@ -118,3 +119,20 @@ def test_estimator_flops_and_latency():
     # 3 tiles of 16 x 8 (starts 0, 8, 16), each two 3x3 convs to 2 channels
     assert estimator_flops(est, pre, pre) == 3 * 2 * (2 * 2 * 9 * 16 * 8)
     assert estimator_latency_ms(est, pre, pre, repeats=2) > 0
+
+
+def test_network_costs_measures_each_network_in_turn():
+    torch.set_num_threads(1)
+    big, small = build_model("umen_teacher_smoke", seed=0), build_model("dpnet_smoke", seed=0)
+    rng = np.random.default_rng(0)
+    pre = rng.standard_normal((64, 32)).astype(np.float32)
+    post = np.roll(pre, 1, axis=0)
+    costs = network_costs({"big": big, "small": small}, pre, post, repeats=2, gpu=False)
+    assert set(costs) == {"big", "small"}
+    assert costs["big"]["params"] == count_parameters(big) and costs["small"]["params"] == count_parameters(small)
+    assert costs["big"]["flops"] == count_flops(big, 64, 32) > costs["small"]["flops"] > 0
+    assert all(c["latency_cpu_ms"] > 0 and math.isnan(c["latency_gpu_ms"]) for c in costs.values())
+    tiled = network_costs({"big": big}, pre, post, tile=(32, 32), overlap=0.5, repeats=1, gpu=False)
+    assert tiled["big"]["flops"] > costs["big"]["flops"], "overlapping tiles cost more than one forward"
+    with pytest.raises(ValueError, match="repeats"):
+        network_costs({"big": big}, pre, post, repeats=0)
