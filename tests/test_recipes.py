@@ -99,3 +99,38 @@ def test_later_recipe_fields_leave_old_cache_keys_alone(train_set, tmp_path):
         ensure_unsupervised_model(tmp_path, "teacher", _recipe(init_from="teacher/missing"), train_set)
     with pytest.raises(ValueError, match="not_a_field"):
         ensure_teacher(tmp_path, _recipe(), train_set, refine={"not_a_field": 1})
+
+
+def test_keep_best_ends_with_the_best_validated_weights(train_set, tmp_path):
+    torch.set_num_threads(1)
+    path = ensure_unsupervised_model(tmp_path, "teacher", _recipe(keep_best=True, val_every=1, steps=4), train_set)
+    records = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+    vals = [(r["val_strain_rmse"], r["step"]) for r in records if "val_strain_rmse" in r]
+    best = json.loads((path / "best_model.pt.best.json").read_text())
+    assert best["score"] == pytest.approx(min(v for v, _ in vals))
+    assert best["step"] == min(vals)[1]
+    # the saved model is the best validated one: re-validating it gives the best score again
+    from cdpkd.recipes.unsupervised import validation_fn
+
+    score = validation_fn(train_set, [2], 31)(load_trained(path), 0)["strain_rmse"]
+    assert score == pytest.approx(best["score"], rel=1e-5)
+    with pytest.raises(ValueError, match="keep_best"):
+        ensure_unsupervised_model(tmp_path, "teacher", _recipe(keep_best=True, val_pairs=0), train_set)
+
+
+def test_keeping_best_saves_only_improvements(tmp_path):
+    from cdpkd.models import load_model
+    from cdpkd.recipes.unsupervised import keeping_best
+
+    model = build_model("umen_teacher_smoke", seed=0)
+    scores = iter([3.0, 1.0, 2.0, float("nan")])
+    wrapped = keeping_best(lambda m, step: {"strain_rmse": next(scores)}, tmp_path / "best.pt")
+    snapshots = []
+    for step in range(4):
+        with torch.no_grad():
+            next(model.parameters()).add_(1.0)  # the weights differ at every validation
+        snapshots.append(next(model.parameters()).detach().clone())
+        wrapped(model, step)
+    saved = next(load_model(tmp_path / "best.pt").parameters())
+    assert torch.equal(saved, snapshots[1]), "the weights of the lowest score (step 1) are kept"
+    assert json.loads((tmp_path / "best.pt.best.json").read_text())["step"] == 1

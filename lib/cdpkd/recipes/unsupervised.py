@@ -13,6 +13,7 @@ Validation holds out the last ``val_pairs`` pairs of the training file
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from ..artifacts import artifact_dir, cached
+from ..atomic import write_json
 from ..estimators import network_estimator
 from ..evaluation import pair_metrics
 from ..losses import UnsupervisedLoss, UnsupervisedLossConfig
@@ -56,6 +58,9 @@ class UnsupervisedRecipe:
         init_from: artifact folder, relative to the artifact root (e.g.
             ``"teacher/<key>"``), whose trained model this run starts from (a
             refinement stage, see :func:`ensure_teacher`); None = random init.
+        keep_best: end with the weights of the lowest validation strain RMSE
+            instead of the last ones (needs validation pairs; the best weights are
+            saved in the run folder as they appear, so a resumed run keeps them).
         val_tile: validate on overlapping tiles of the training crop (as the
             notebooks evaluate) instead of one whole-frame forward.
     """
@@ -76,6 +81,7 @@ class UnsupervisedRecipe:
     seed: int = 0
     init_from: str | None = None
     val_tile: bool = False
+    keep_best: bool = False
 
     def __post_init__(self) -> None:
         self.crop = (int(self.crop[0]), int(self.crop[1]))
@@ -121,7 +127,8 @@ class UnsupervisedRecipe:
 
 
 # Fields added after cache keys were first published, with their defaults (see cache_dict).
-_LATER_FIELDS: dict[str, Any] = {"init_from": None, "val_tile": False}
+_LATER_FIELDS: dict[str, Any] = {"init_from": None, "val_tile": False, "keep_best": False}
+BEST_FILE = "best_model.pt"
 
 
 def _split(train_path: Path, val_pairs: int) -> tuple[list[int], list[int]]:
@@ -186,8 +193,35 @@ def train_unsupervised(
 
     tile = recipe.crop if recipe.val_tile else None
     val_fn = validation_fn(train_path, val_idx, recipe.strain_window, tile=tile) if val_idx else None
+    best = Path(run_dir) / BEST_FILE
+    if recipe.keep_best:
+        if val_fn is None:
+            raise ValueError("keep_best needs validation pairs (val_pairs > 0)")
+        val_fn = keeping_best(val_fn, best)
     history = fit(model, dataset, loss_fn, recipe.fit_config(profile), run_dir, val_fn=val_fn, device=device)
+    if recipe.keep_best and best.is_file():
+        model.load_state_dict(load_model(best).state_dict())
     return model, history
+
+
+def keeping_best(val_fn, path: Path, metric: str = "strain_rmse"):
+    """Wrap ``val_fn`` so that each new lowest ``metric`` saves the model to ``path``.
+
+    The best score and its step are written to ``<path>.best.json``,
+    read back on every call, so a resumed run compares against what it already saved.
+    """
+    record = path.with_name(path.name + ".best.json")
+
+    def wrapped(model: nn.Module, step: int) -> dict[str, float]:
+        metrics = val_fn(model, step)
+        score = metrics.get(metric, float("nan"))
+        best = json.loads(record.read_text())["score"] if record.is_file() else float("inf")
+        if np.isfinite(score) and score < best:
+            save_model(path, model)
+            write_json(record, {"score": float(score), "metric": metric, "step": int(step)})
+        return metrics
+
+    return wrapped
 
 
 def ensure_unsupervised_model(
@@ -226,7 +260,7 @@ def ensure_unsupervised_model(
             recipe, train_path, run_dir, profile=profile, device=device, init_model=init_model
         )
         save_model(out / MODEL_FILE, model)
-        for name in ("metrics.csv", "metrics.jsonl", "fit_config.json"):
+        for name in ("metrics.csv", "metrics.jsonl", "fit_config.json", BEST_FILE + ".best.json"):
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, out / name)
 
