@@ -345,3 +345,53 @@ def softmax_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float)
 def safe_sqrt(x: torch.Tensor, eps: float) -> torch.Tensor:
     """sqrt(x + eps^2) - eps: 0 at x = 0 with a finite gradient (plain sqrt's is infinite there)."""
     return torch.sqrt(x + eps * eps) - eps
+
+
+# --- the methods with per-level student -> teacher adapters -------------------------------------
+class AdaptedDistiller(nn.Module):
+    """Base of the distillers that align each student level to the teacher with a learned adapter.
+
+    Subclasses set ``config_class`` (a :class:`DistillConfig` with ``kind`` and
+    ``identity_init`` fields) and may override :meth:`make_adapter` (default: a
+    1x1 conv, :func:`identity_conv1x1`). Channel counts are per level, coarse ->
+    fine, or the dicts :func:`feature_channels` returns.
+
+    Parameters: ``adapters`` (``nn.ModuleList``, one per level), trained with the student.
+    """
+
+    needs_channels = True
+    config_class: type[DistillConfig]
+
+    def __init__(
+        self,
+        teacher_channels: Sequence[int] | Mapping[str, Sequence[int]],
+        student_channels: Sequence[int] | Mapping[str, Sequence[int]],
+        config: DistillConfig | None = None,
+        **overrides: Any,
+    ) -> None:
+        super().__init__()
+        self.config = self.config_class.build(config, overrides)
+        self.teacher_channels, self.student_channels = resolve_channel_pair(
+            teacher_channels, student_channels, self.config.kind, type(self).__name__
+        )
+        self.adapters = nn.ModuleList(
+            self.make_adapter(cs, ct) for cs, ct in zip(self.student_channels, self.teacher_channels)
+        )
+
+    def make_adapter(self, c_student: int, c_teacher: int) -> nn.Module:
+        return identity_conv1x1(c_student, c_teacher, self.config.identity_init)
+
+    def extra_repr(self) -> str:
+        return (
+            f"teacher_channels={list(self.teacher_channels)}, student_channels={list(self.student_channels)}, "
+            + self.config.to_json()
+        )
+
+    def checked_features(
+        self, student: Mapping[str, Any], teacher: Mapping[str, Any]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(student, teacher) feature pairs of ``config.kind``, checked against the adapters' channels."""
+        fn = type(self).__name__
+        pairs = feature_pairs(student, teacher, self.config.kind, fn)
+        check_pair_channels(pairs, self.teacher_channels, self.student_channels, fn, self.config.kind)
+        return pairs

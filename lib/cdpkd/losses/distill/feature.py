@@ -19,22 +19,18 @@ or ``"estimator"`` (last activation of each level's estimator, the decoder);
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..unsupervised._common import check_choice, check_positive, full_precision
 from ._common import (
     FEATURE_KINDS,
+    AdaptedDistiller,
     DistillConfig,
-    check_pair_channels,
-    feature_pairs,
-    identity_conv1x1,
     level_weights,
-    resolve_channel_pair,
     weighted_mean,
 )
 
@@ -78,7 +74,7 @@ class FeatureDistillationConfig(DistillConfig):
                 raise ValueError(f"{fn}: {name} must be a bool, got {getattr(self, name)!r}")
 
 
-class FeatureDistillation(nn.Module):
+class FeatureDistillation(AdaptedDistiller):
     """Per-level 1x1-adapter feature distillation (MSE).
 
     Args:
@@ -99,37 +95,12 @@ class FeatureDistillation(nn.Module):
     """
 
     name = "feature"
-    needs_channels = True
-
-    def __init__(
-        self,
-        teacher_channels: Sequence[int] | Mapping[str, Sequence[int]],
-        student_channels: Sequence[int] | Mapping[str, Sequence[int]],
-        config: FeatureDistillationConfig | None = None,
-        **overrides: Any,
-    ) -> None:
-        super().__init__()
-        self.config = FeatureDistillationConfig.build(config, overrides)
-        fn = type(self).__name__
-        self.teacher_channels, self.student_channels = resolve_channel_pair(
-            teacher_channels, student_channels, self.config.kind, fn
-        )
-        self.adapters = nn.ModuleList(
-            identity_conv1x1(cs, ct, self.config.identity_init)
-            for cs, ct in zip(self.student_channels, self.teacher_channels)
-        )
-
-    def extra_repr(self) -> str:
-        return (
-            f"teacher_channels={list(self.teacher_channels)}, student_channels={list(self.student_channels)}, "
-            + (self.config.to_json())
-        )
+    config_class = FeatureDistillationConfig
 
     def forward(self, student: Mapping[str, Any], teacher: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         fn = type(self).__name__
         cfg = self.config
-        pairs = feature_pairs(student, teacher, cfg.kind, fn)
-        check_pair_channels(pairs, self.teacher_channels, self.student_channels, fn, cfg.kind)
+        pairs = self.checked_features(student, teacher)
         weights = level_weights(cfg, len(pairs), fn)
         out: dict[str, torch.Tensor] = {}
         parts = []

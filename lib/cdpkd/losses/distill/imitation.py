@@ -25,23 +25,19 @@ KD-MRI recipe (``build_distiller("kdmri", ...)``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..unsupervised._common import check_choice, check_positive, compute_dtype, full_precision
 from ._common import (
     FEATURE_KINDS,
+    AdaptedDistiller,
     DistillConfig,
-    check_pair_channels,
     displacement_pairs,
-    feature_pairs,
-    identity_conv1x1,
     level_weights,
-    resolve_channel_pair,
     weighted_mean,
 )
 
@@ -79,7 +75,7 @@ class ImitationLossConfig(DistillConfig):
                 raise ValueError(f"{fn}: {name} must be a bool, got {getattr(self, name)!r}")
 
 
-class ImitationLoss(nn.Module):
+class ImitationLoss(AdaptedDistiller):
     """Stage-wise imitation: per-level displacement L1 + adapted estimator-feature L1.
 
     Args:
@@ -100,38 +96,13 @@ class ImitationLoss(nn.Module):
     """
 
     name = "imitation"
-    needs_channels = True
-
-    def __init__(
-        self,
-        teacher_channels: Sequence[int] | Mapping[str, Sequence[int]],
-        student_channels: Sequence[int] | Mapping[str, Sequence[int]],
-        config: ImitationLossConfig | None = None,
-        **overrides: Any,
-    ) -> None:
-        super().__init__()
-        self.config = ImitationLossConfig.build(config, overrides)
-        fn = type(self).__name__
-        self.teacher_channels, self.student_channels = resolve_channel_pair(
-            teacher_channels, student_channels, self.config.kind, fn
-        )
-        self.adapters = nn.ModuleList(
-            identity_conv1x1(cs, ct, self.config.identity_init)
-            for cs, ct in zip(self.student_channels, self.teacher_channels)
-        )
-
-    def extra_repr(self) -> str:
-        return (
-            f"teacher_channels={list(self.teacher_channels)}, student_channels={list(self.student_channels)}, "
-            + (self.config.to_json())
-        )
+    config_class = ImitationLossConfig
 
     def forward(self, student: Mapping[str, Any], teacher: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         fn = type(self).__name__
         cfg = self.config
         disp = displacement_pairs(student, teacher, fn, final=cfg.include_final, levels=True)
-        feats = feature_pairs(student, teacher, cfg.kind, fn)
-        check_pair_channels(feats, self.teacher_channels, self.student_channels, fn, cfg.kind)
+        feats = self.checked_features(student, teacher)
         n_levels = len(feats)
         if len(disp) - int(cfg.include_final) != n_levels:
             raise ValueError(

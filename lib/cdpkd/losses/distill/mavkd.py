@@ -39,11 +39,9 @@ from torch import nn
 from ..unsupervised._common import check_choice, full_precision
 from ._common import (
     FEATURE_KINDS,
+    AdaptedDistiller,
     DistillConfig,
-    check_pair_channels,
-    feature_pairs,
     level_weights,
-    resolve_channel_pair,
     weighted_mean,
 )
 
@@ -102,7 +100,7 @@ class MAVKDConfig(DistillConfig):
             raise ValueError(f"{fn}: identity_init must be a bool, got {self.identity_init!r}")
 
 
-class MAVKD(nn.Module):
+class MAVKD(AdaptedDistiller):
     """Multi-scale adaptation-vector distillation (our interpretation; see the module docstring).
 
     Args:
@@ -121,37 +119,15 @@ class MAVKD(nn.Module):
     """
 
     name = "mavkd"
-    needs_channels = True
+    config_class = MAVKDConfig
 
-    def __init__(
-        self,
-        teacher_channels: Sequence[int] | Mapping[str, Sequence[int]],
-        student_channels: Sequence[int] | Mapping[str, Sequence[int]],
-        config: MAVKDConfig | None = None,
-        **overrides: Any,
-    ) -> None:
-        super().__init__()
-        self.config = MAVKDConfig.build(config, overrides)
-        fn = type(self).__name__
-        self.teacher_channels, self.student_channels = resolve_channel_pair(
-            teacher_channels, student_channels, self.config.kind, fn
-        )
-        self.adapters = nn.ModuleList(
-            AdaptationVector(cs, ct, self.config.identity_init)
-            for cs, ct in zip(self.student_channels, self.teacher_channels)
-        )
-
-    def extra_repr(self) -> str:
-        return (
-            f"teacher_channels={list(self.teacher_channels)}, student_channels={list(self.student_channels)}, "
-            + (self.config.to_json())
-        )
+    def make_adapter(self, c_student: int, c_teacher: int) -> nn.Module:
+        return AdaptationVector(c_student, c_teacher, self.config.identity_init)
 
     def forward(self, student: Mapping[str, Any], teacher: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         fn = type(self).__name__
         cfg = self.config
-        pairs = feature_pairs(student, teacher, cfg.kind, fn)
-        check_pair_channels(pairs, self.teacher_channels, self.student_channels, fn, cfg.kind)
+        pairs = self.checked_features(student, teacher)
         weights = level_weights(cfg, len(pairs), fn)
         out: dict[str, torch.Tensor] = {}
         parts = []
