@@ -65,7 +65,14 @@ from ..sim import RFPairDataset
 from ..train import FitConfig, fit
 from ..train.curriculum import CurriculumBatches, Schedule, difficulty_scores
 from ..train.distillation import DistillationObjective
-from .unsupervised import MODEL_FILE, _split, validation_fn
+from .unsupervised import (
+    MODEL_FILE,
+    _split,
+    copy_run_logs,
+    fit_config_of,
+    unsupervised_loss_fn,
+    validation_fn,
+)
 
 STUDENT_FILE = "student.json"
 # Part of every cache key: bump when a code change alters what the same recipe trains.
@@ -128,20 +135,7 @@ class StudentTraining:
         return dataclasses.asdict(self)
 
     def fit_config(self, profile: str, steps: int | None = None, lr: float | None = None) -> FitConfig:
-        steps = self.steps if steps is None else steps
-        return FitConfig(
-            steps=steps,
-            batch_size=self.batch_size,
-            lr=self.lr if lr is None else lr,
-            weight_decay=self.weight_decay,
-            warmup_steps=min(self.warmup_steps, steps - 1),
-            grad_clip=self.grad_clip,
-            seed=self.seed,
-            val_every=self.val_every,
-            checkpoint_every=max(1, steps // 10),
-            log_every=max(1, min(10, steps // 20)),
-            profile=profile,
-        )
+        return fit_config_of(self, profile, steps, lr)
 
 
 @dataclass
@@ -290,15 +284,6 @@ def _check_budget(report: dict[str, Any], budget: StudentBudget) -> None:
 
 
 # ----------------------------------------------------------------------------- DP-Net
-def _unsupervised_loss_fn(recipe: StudentTraining):
-    loss = UnsupervisedLoss(UnsupervisedLossConfig.from_dict(recipe.loss))
-
-    def loss_fn(net: nn.Module, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
-        return loss(batch["pre"], batch["post"], net(batch["pre"], batch["post"]))
-
-    return loss_fn
-
-
 def _student_params(recipe: StudentTraining, teacher_dir: Path, train_path: Path) -> dict[str, Any]:
     return {
         "version": STUDENT_RECIPE_VERSION,
@@ -308,10 +293,45 @@ def _student_params(recipe: StudentTraining, teacher_dir: Path, train_path: Path
     }
 
 
-def _copy_logs(run_dir: Path, out: Path, prefix: str = "") -> None:
-    for name in ("metrics.csv", "metrics.jsonl", "fit_config.json"):
-        if (run_dir / name).is_file():
-            shutil.copy2(run_dir / name, out / f"{prefix}{name}")
+def _training_data(recipe: StudentTraining, train_path: Path):
+    """(training indices, cropped training dataset, tiled validation on the held-out pairs or None)."""
+    train_idx, val_idx = _split(train_path, recipe.val_pairs)
+    dataset = RFPairDataset(train_path, crop=recipe.crop, seed=recipe.seed, indices=train_idx)
+    val_fn = validation_fn(train_path, val_idx, recipe.strain_window, tile=recipe.crop) if val_idx else None
+    return train_idx, dataset, val_fn
+
+
+def _ensure_student(
+    root: str | os.PathLike,
+    kind: str,
+    recipe: StudentTraining,
+    teacher_dir: Path,
+    train_path: Path,
+    train,
+    logs: dict[str, str],
+    profile: str,
+    device: str | torch.device | None,
+) -> Path:
+    """Train ``train(recipe, teacher, train_path, run_dir, ...)`` once as the ``kind`` artifact.
+
+    ``logs``: run sub-folder -> file prefix of the metrics copied into the artifact.
+    """
+    params = _student_params(recipe, teacher_dir, train_path)
+    run_dir = artifact_dir(root, kind, params)
+    run_dir = run_dir.with_name(run_dir.name + ".run")
+
+    def build(out: Path) -> None:
+        start = time.perf_counter()
+        teacher = load_model(teacher_dir / MODEL_FILE)
+        model, report = train(recipe, teacher, train_path, run_dir, profile=profile, device=device)
+        save_model(out / MODEL_FILE, model)
+        for sub, prefix in logs.items():
+            copy_run_logs(run_dir / sub, out, prefix)
+        write_json(out / STUDENT_FILE, {**report, "train_seconds": time.perf_counter() - start})
+
+    path = cached(root, kind, params, build)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return path
 
 
 def train_dpnet(
@@ -328,13 +348,11 @@ def train_dpnet(
     _check_budget(report, recipe.budget)
     if recipe.init == "scratch":
         student = build_model(student.config, seed=recipe.seed)
-    train_idx, val_idx = _split(train_path, recipe.val_pairs)
-    dataset = RFPairDataset(train_path, crop=recipe.crop, seed=recipe.seed, indices=train_idx)
-    val_fn = validation_fn(train_path, val_idx, recipe.strain_window, tile=recipe.crop) if val_idx else None
+    train_idx, dataset, val_fn = _training_data(recipe, train_path)
     fit(
         student,
         dataset,
-        _unsupervised_loss_fn(recipe),
+        unsupervised_loss_fn(recipe.loss),
         recipe.fit_config(profile),
         run_dir,
         val_fn=val_fn,
@@ -353,21 +371,9 @@ def ensure_dpnet(
     device: str | torch.device | None = None,
 ) -> Path:
     """Folder with ``model.pt``, ``metrics.csv`` and ``student.json`` of DP-Net; trains if missing."""
-    teacher_dir, train_path = Path(teacher_dir), Path(train_path)
-    final = artifact_dir(root, "dpnet", _student_params(recipe, teacher_dir, train_path))
-    run_dir = final.with_name(final.name + ".run")
-
-    def build(out: Path) -> None:
-        start = time.perf_counter()
-        teacher = load_model(teacher_dir / MODEL_FILE)
-        model, report = train_dpnet(recipe, teacher, train_path, run_dir, profile=profile, device=device)
-        save_model(out / MODEL_FILE, model)
-        _copy_logs(run_dir, out)
-        write_json(out / STUDENT_FILE, {**report, "train_seconds": time.perf_counter() - start})
-
-    path = cached(root, "dpnet", _student_params(recipe, teacher_dir, train_path), build)
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return path
+    return _ensure_student(
+        root, "dpnet", recipe, Path(teacher_dir), Path(train_path), train_dpnet, {"": ""}, profile, device
+    )
 
 
 # ----------------------------------------------------------------------------- CDP-KDNet
@@ -409,9 +415,7 @@ def train_cdp_kdnet(
     device: str | torch.device | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Dynamic pruning + distillation + curriculum, hard pruning, fine-tuning; returns (model, report)."""
-    train_idx, val_idx = _split(train_path, recipe.val_pairs)
-    dataset = RFPairDataset(train_path, crop=recipe.crop, seed=recipe.seed, indices=train_idx)
-    val_fn = validation_fn(train_path, val_idx, recipe.strain_window, tile=recipe.crop) if val_idx else None
+    train_idx, dataset, val_fn = _training_data(recipe, train_path)
     teacher = teacher.to("cpu").eval()
     student = build_model(teacher.config, seed=recipe.seed)
     student.load_state_dict(teacher.state_dict())  # CDP-KDNet starts as the whole teacher
@@ -503,23 +507,17 @@ def ensure_cdp_kdnet(
     device: str | torch.device | None = None,
 ) -> Path:
     """Folder with ``model.pt``, ``prune_metrics.csv``, ``finetune_metrics.csv`` and ``student.json``."""
-    teacher_dir, train_path = Path(teacher_dir), Path(train_path)
-    params = _student_params(recipe, teacher_dir, train_path)
-    final = artifact_dir(root, "cdp_kdnet", params)
-    run_dir = final.with_name(final.name + ".run")
-
-    def build(out: Path) -> None:
-        start = time.perf_counter()
-        teacher = load_model(teacher_dir / MODEL_FILE)
-        model, report = train_cdp_kdnet(recipe, teacher, train_path, run_dir, profile=profile, device=device)
-        save_model(out / MODEL_FILE, model)
-        _copy_logs(run_dir / "prune", out, "prune_")
-        _copy_logs(run_dir / "finetune", out, "finetune_")
-        write_json(out / STUDENT_FILE, {**report, "train_seconds": time.perf_counter() - start})
-
-    path = cached(root, "cdp_kdnet", params, build)
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return path
+    return _ensure_student(
+        root,
+        "cdp_kdnet",
+        recipe,
+        Path(teacher_dir),
+        Path(train_path),
+        train_cdp_kdnet,
+        {"prune": "prune_", "finetune": "finetune_"},
+        profile,
+        device,
+    )
 
 
 def read_student_report(path: str | os.PathLike) -> dict[str, Any]:

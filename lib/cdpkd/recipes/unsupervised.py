@@ -111,24 +111,49 @@ class UnsupervisedRecipe:
         return dataclasses.replace(config, **self.model_overrides)
 
     def fit_config(self, profile: str) -> FitConfig:
-        return FitConfig(
-            steps=self.steps,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            warmup_steps=min(self.warmup_steps, self.steps - 1),
-            grad_clip=self.grad_clip,
-            seed=self.seed,
-            val_every=self.val_every,
-            checkpoint_every=max(1, self.steps // 10),  # an interrupted run loses at most a tenth
-            log_every=max(1, min(10, self.steps // 20)),
-            profile=profile,
-        )
+        return fit_config_of(self, profile)
+
+
+def fit_config_of(recipe: Any, profile: str, steps: int | None = None, lr: float | None = None) -> FitConfig:
+    """AdamW + cosine :class:`~cdpkd.train.FitConfig` of a recipe (its steps, batch, lr, ... fields),
+    optionally with another number of ``steps`` or learning rate (e.g. a fine-tuning phase)."""
+    steps = recipe.steps if steps is None else steps
+    return FitConfig(
+        steps=steps,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr if lr is None else lr,
+        weight_decay=recipe.weight_decay,
+        warmup_steps=min(recipe.warmup_steps, steps - 1),
+        grad_clip=recipe.grad_clip,
+        seed=recipe.seed,
+        val_every=recipe.val_every,
+        checkpoint_every=max(1, steps // 10),  # an interrupted run loses at most a tenth
+        log_every=max(1, min(10, steps // 20)),
+        profile=profile,
+    )
+
+
+def unsupervised_loss_fn(loss_settings: dict[str, Any]):
+    """``fit`` loss: the unsupervised loss (:class:`UnsupervisedLossConfig` overrides) of ``net(pre, post)``."""
+    loss = UnsupervisedLoss(UnsupervisedLossConfig.from_dict(loss_settings))
+
+    def loss_fn(net: nn.Module, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        return loss(batch["pre"], batch["post"], net(batch["pre"], batch["post"]))
+
+    return loss_fn
+
+
+def copy_run_logs(run_dir: Path, out: Path, prefix: str = "") -> None:
+    """Copy a ``fit`` run folder's metrics and config files into an artifact folder."""
+    for name in ("metrics.csv", "metrics.jsonl", "fit_config.json"):
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, out / f"{prefix}{name}")
 
 
 # Fields added after cache keys were first published, with their defaults (see cache_dict).
 _LATER_FIELDS: dict[str, Any] = {"init_from": None, "val_tile": False, "keep_best": False}
 BEST_FILE = "best_model.pt"
+BEST_RECORD = BEST_FILE + ".best.json"  # written by keeping_best
 
 
 def _split(train_path: Path, val_pairs: int) -> tuple[list[int], list[int]]:
@@ -186,11 +211,7 @@ def train_unsupervised(
         if start.config != model.config:
             raise ValueError(f"{init_model}: its configuration differs from the recipe's {recipe.model!r}")
         model.load_state_dict(start.state_dict())
-    loss = UnsupervisedLoss(UnsupervisedLossConfig.from_dict(recipe.loss))
-
-    def loss_fn(net: nn.Module, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
-        return loss(batch["pre"], batch["post"], net(batch["pre"], batch["post"]))
-
+    loss_fn = unsupervised_loss_fn(recipe.loss)
     tile = recipe.crop if recipe.val_tile else None
     val_fn = validation_fn(train_path, val_idx, recipe.strain_window, tile=tile) if val_idx else None
     best = Path(run_dir) / BEST_FILE
@@ -260,9 +281,9 @@ def ensure_unsupervised_model(
             recipe, train_path, run_dir, profile=profile, device=device, init_model=init_model
         )
         save_model(out / MODEL_FILE, model)
-        for name in ("metrics.csv", "metrics.jsonl", "fit_config.json", BEST_FILE + ".best.json"):
-            if (run_dir / name).is_file():
-                shutil.copy2(run_dir / name, out / name)
+        copy_run_logs(run_dir, out)
+        if (run_dir / BEST_RECORD).is_file():
+            shutil.copy2(run_dir / BEST_RECORD, out / BEST_RECORD)
 
     path = cached(root, kind, params, build)
     shutil.rmtree(run_dir, ignore_errors=True)  # checkpoints were only needed until the model was final
