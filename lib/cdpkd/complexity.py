@@ -27,8 +27,9 @@ def _pair(model: nn.Module, height: int, width: int, seed: int = 0) -> tuple[tor
     return pre.to(device), torch.roll(pre, 1, dims=-2).to(device)
 
 
-def count_flops(model: nn.Module, height: int, width: int) -> int:
-    """FLOPs of one forward pass on a ``height`` x ``width`` RF pair (batch 1)."""
+def flop_counter(model: nn.Module, height: int, width: int) -> FlopCounterMode:
+    """The ``FlopCounterMode`` of one eval-mode forward on a ``height`` x ``width`` RF pair (batch 1):
+    total and per-module counts (``get_total_flops`` / ``get_flop_counts``)."""
     pre, post = _pair(model, height, width)
     was_training = model.training
     model.eval()
@@ -37,7 +38,12 @@ def count_flops(model: nn.Module, height: int, width: int) -> int:
             model(pre, post)
     finally:
         model.train(was_training)
-    return int(counter.get_total_flops())
+    return counter
+
+
+def count_flops(model: nn.Module, height: int, width: int) -> int:
+    """FLOPs of one forward pass on a ``height`` x ``width`` RF pair (batch 1)."""
+    return int(flop_counter(model, height, width).get_total_flops())
 
 
 def latency_ms(model: nn.Module, height: int, width: int, *, repeats: int = 5, warmup: int = 1) -> float:

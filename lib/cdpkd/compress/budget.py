@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from cdpkd.complexity import flop_counter
 from cdpkd.models import count_parameters
 
 from .channels import ChannelMap
@@ -116,15 +116,6 @@ class CostModel:
         return {name: _marginal_one(self, name, w) for name in self.channel_map.prunable}
 
 
-def _pair_inputs(
-    channels: int, height: int, width: int, device: torch.device, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    # same pair as cdpkd.complexity.count_flops (FLOPs do not depend on the values anyway)
-    g = torch.Generator().manual_seed(seed)
-    pre = torch.randn(1, channels, height, width, generator=g)
-    return pre.to(device), torch.roll(pre, 1, dims=-2).to(device)
-
-
 def measure_cost_model(
     model: nn.Module,
     kind: str = "flops",
@@ -152,14 +143,7 @@ def measure_cost_model(
     for name, v in (("height", height), ("width", width)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    pre, post = _pair_inputs(cmap.config.in_channels, height, width, next(model.parameters()).device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(pre, post)
-    finally:
-        model.train(was_training)
+    counter = flop_counter(model, height, width)  # the forward of count_flops, per-module counts
     counts = counter.get_flop_counts()
     total = int(counter.get_total_flops())
     prefix = type(model).__name__ + "."
