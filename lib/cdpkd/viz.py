@@ -84,3 +84,63 @@ def strain_grid(
             show(axes[row, k], strain, title=title, cmap="gray", **limits,
                  colorbar="%" if k == len(columns) - 1 else None, **geom)
     return fig
+
+
+def draw_roi(
+    ax: Any, roi: Any, dz_m: float, pitch_m: float, origin: tuple[int, int] = (0, 0), **kw: Any
+) -> None:
+    """Outline ``roi = [row0, row1, col0, col1]`` (samples, lines; relative to ``origin``) on an image
+    drawn with :func:`show` (mm axes). ``kw`` go to the rectangle (e.g. ``ec="r"``, ``ls="--"``)."""
+    from matplotlib import patches
+
+    r0, r1, c0, c1 = roi
+    x, y = (c0 - origin[1]) * pitch_m * 1e3, (r0 - origin[0]) * dz_m * 1e3
+    w, h = (c1 - c0) * pitch_m * 1e3, (r1 - r0) * dz_m * 1e3
+    ax.add_patch(patches.Rectangle((x, y), w, h, fill=False, lw=1.2, **kw))
+
+
+def axial_lateral_figure(
+    pre: np.ndarray,
+    strains: dict[str, tuple[np.ndarray, np.ndarray]],
+    dz_m: float,
+    pitch_m: float,
+    *,
+    title: str,
+    inner: np.ndarray,
+    reference: str | None = None,
+    rois: Any = (),
+    bmode: Any = None,
+) -> Any:
+    """B-mode, then per method compressive axial strain (row 1, %) and lateral strain (row 2, %).
+
+    Args:
+        pre: H x W RF frame (B-mode panel, through ``bmode``, e.g. :func:`cdpkd.signal.bmode_db`).
+        strains: ``{method: (axial, lateral)}`` H x W strain images (dimensionless).
+        inner: H x W bool mask of the pixels that set the colour ranges (e.g. without the border).
+        reference: the method whose strain sets both rows' ranges (2-98 % axial, symmetric 98 %
+            lateral); None or absent: all methods pooled.
+        rois: ``[(roi, colour), ...]`` outlined on the B-mode (see :func:`draw_roi`).
+    """
+    ref = [strains[reference]] if reference in strains else list(strains.values())
+    axial = np.concatenate([-100 * a[inner] for a, _ in ref])
+    ax_lim = dict(vmin=float(np.percentile(axial, 2)), vmax=float(np.percentile(axial, 98)))
+    lat_lim = symmetric_limits(np.concatenate([100 * lat[inner] for _, lat in ref]), 98)
+    n = len(strains) + 1
+    h, w = pre.shape
+    height = 2.3 * h * dz_m / (w * pitch_m) + 0.9
+    fig, axes = plt.subplots(
+        2, n, figsize=(2.3 * n, 2 * min(height, 6)), constrained_layout=True, squeeze=False
+    )
+    geom = dict(dz_m=dz_m, pitch_m=pitch_m)
+    if bmode is not None:
+        show(axes[0, 0], bmode(pre), title=f"{title}\nB-mode (dB)", cmap="gray", **geom)
+    for roi, colour in rois:
+        draw_roi(axes[0, 0], roi, ec=colour, **geom)
+    axes[1, 0].axis("off")
+    for k, (name, (a, lat)) in enumerate(strains.items(), start=1):
+        last = k == n - 1
+        show(axes[0, k], -100 * a, title=f"{name}: axial", cmap="gray",
+             colorbar="-axial strain (%)" if last else None, **ax_lim, **geom)
+        show(axes[1, k], 100 * lat, title=f"{name}: lateral", cmap="RdBu_r",
+             colorbar="lateral strain (%)" if last else None, **lat_lim, **geom)
+    return fig
