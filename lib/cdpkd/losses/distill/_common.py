@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..unsupervised._common import check_choice, check_positive
+from ..unsupervised._common import check_choice, check_frames, check_positive
 
 FEATURE_KINDS: tuple[str, ...] = ("pre", "estimator", "cost")
 
@@ -139,18 +139,6 @@ def _check_mapping(outputs: object, fn: str, who: str) -> Mapping[str, Any]:
     return outputs
 
 
-def _check_tensor(x: object, fn: str, name: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{fn}: {name} must be a torch.Tensor, got {_describe(x)}")
-    if x.dim() != 4:
-        raise ValueError(f"{fn}: {name} must be N x C x H x W, got {x.dim()}-D shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ValueError(f"{fn}: {name} must be floating point, got {x.dtype}")
-    if x.numel() == 0:
-        raise ValueError(f"{fn}: {name} must not be empty, got shape {tuple(x.shape)}")
-    return x
-
-
 def _check_list(outputs: Mapping[str, Any], key: str, fn: str, who: str, hint: str = "") -> Sequence[Any]:
     if key not in outputs:
         raise ValueError(f"{fn}: {who} outputs have no {key!r} entry{hint}")
@@ -196,8 +184,8 @@ def displacement_pairs(
         for who, out in (("student", s_out), ("teacher", t_out)):
             if "displacement" not in out:
                 raise ValueError(f"{fn}: {who} outputs have no 'displacement' entry")
-        s = _check_tensor(s_out["displacement"], fn, "student['displacement']")
-        t = _check_tensor(t_out["displacement"], fn, "teacher['displacement']")
+        s = check_frames(s_out["displacement"], fn, "student['displacement']")
+        t = check_frames(t_out["displacement"], fn, "teacher['displacement']")
         _same_shape(s, t, fn, "the final displacement", channels=True)
         if s.shape[1] != 2:
             raise ValueError(
@@ -209,8 +197,8 @@ def displacement_pairs(
         t_lv = _check_list(t_out, "levels", fn, "teacher")
         _check_level_count(len(s_lv), len(t_lv), fn, "outputs['levels']")
         for k, (s, t) in enumerate(zip(s_lv, t_lv)):
-            s = _check_tensor(s, fn, f"student['levels'][{k}]")
-            t = _check_tensor(t, fn, f"teacher['levels'][{k}]")
+            s = check_frames(s, fn, f"student['levels'][{k}]")
+            t = check_frames(t, fn, f"teacher['levels'][{k}]")
             _same_shape(s, t, fn, f"levels[{k}]", channels=True)
             if s.shape[1] != 2:
                 raise ValueError(
@@ -244,8 +232,8 @@ def feature_pairs(
         raise ValueError(f"{fn}: features[{kind!r}] is empty")
     pairs = []
     for k, (s, t) in enumerate(zip(s_list, t_list)):
-        s = _check_tensor(s, fn, f"student features[{kind!r}][{k}]")
-        t = _check_tensor(t, fn, f"teacher features[{kind!r}][{k}]")
+        s = check_frames(s, fn, f"student features[{kind!r}][{k}]")
+        t = check_frames(t, fn, f"teacher features[{kind!r}][{k}]")
         _same_shape(s, t, fn, f"features[{kind!r}][{k}]", channels=same_channels)
         pairs.append((s, t.detach()))
     return pairs
