@@ -199,3 +199,34 @@ def test_cdp_kdnet_recipe_reaches_the_budget(train_set, teacher_dir, tmp_path, c
     assert float(last["prune_progress"]) == 1.0
     assert float(last["prune_params_fraction"]) <= budget.params_fraction
     assert (path / "finetune_metrics.csv").is_file()
+
+
+def test_cdp_kdnet_ablations_static_pruning_without_distillation(train_set, teacher_dir, tmp_path):
+    """The ablation's "static pruning" (masks fixed after the first step) and "no distillation" (no kd
+    terms computed at all) still end at the budget."""
+    torch.set_num_threads(1)
+    budget = StudentBudget(0.4, 0.5, 2)
+    recipe = CDPKDRecipe(
+        budget=budget,
+        crop=CROP,
+        steps=4,
+        batch_size=2,
+        warmup_steps=1,
+        val_pairs=1,
+        seed=0,
+        prune_start=0.0,
+        prune_end=0.0,
+        kd_weight=0.0,
+        kd_final_weight=None,
+        curriculum=False,
+        finetune_steps=1,
+    )
+    assert recipe.prune_steps == (0, 1) and not recipe.distills
+    path = ensure_cdp_kdnet(tmp_path, recipe, teacher_dir, train_set)
+    _assert_reloads_at_budget(path, budget)
+    log = (path / "prune_metrics.csv").read_text().splitlines()
+    header = log[0].split(",")
+    assert "loss_kd_total" not in header and "loss_unsup_total" in header
+    rows = [dict(zip(header, line.split(","))) for line in log[1:]]
+    # logged steps count from 1: the first update left everything, the second set the final masks for good
+    assert [float(r["prune_progress"]) for r in rows] == [0.0] + [1.0] * (len(rows) - 1)

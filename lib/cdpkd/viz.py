@@ -14,7 +14,15 @@ def extent_mm(shape: tuple[int, int], dz_m: float, pitch_m: float) -> list[float
     return [0.0, w * pitch_m * 1e3, h * dz_m * 1e3, 0.0]
 
 
-def show(ax: Any, image: np.ndarray, dz_m: float, pitch_m: float, title: str = "", colorbar: str | None = None, **kw: Any) -> Any:
+def show(
+    ax: Any,
+    image: np.ndarray,
+    dz_m: float,
+    pitch_m: float,
+    title: str = "",
+    colorbar: str | None = None,
+    **kw: Any,
+) -> Any:
     """``imshow`` an RF-grid image with depth/lateral axes in mm; optional labelled colour bar."""
     kw.setdefault("aspect", "equal")
     kw.setdefault("interpolation", "nearest")
@@ -66,8 +74,13 @@ def strain_grid(
     columns = (["B-mode"] if bmode is not None else []) + ["ground truth"] + methods
     h, w = pairs[0].pre.shape
     row_height = 2.4 * h * dz_m / (w * pitch_m) + 0.8
-    fig, axes = plt.subplots(len(pairs), len(columns), figsize=(2.6 * len(columns), row_height * len(pairs)),
-                             constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(
+        len(pairs),
+        len(columns),
+        figsize=(2.6 * len(columns), row_height * len(pairs)),
+        constrained_layout=True,
+        squeeze=False,
+    )
     geom = dict(dz_m=dz_m, pitch_m=pitch_m)
     for row, pair in enumerate(pairs):
         prefix = f"{labels[row]}: " if labels else ""
@@ -81,8 +94,15 @@ def strain_grid(
         for k, name in enumerate(methods, start=col + 1):
             strain = -100 * axial_strain(estimates[name][row][None], strain_window)[0, 0]
             title = name if rmse is None else f"{name} (RMSE {100 * rmse[name][row]:.3f} %)"
-            show(axes[row, k], strain, title=title, cmap="gray", **limits,
-                 colorbar="%" if k == len(columns) - 1 else None, **geom)
+            show(
+                axes[row, k],
+                strain,
+                title=title,
+                cmap="gray",
+                **limits,
+                colorbar="%" if k == len(columns) - 1 else None,
+                **geom,
+            )
     return fig
 
 
@@ -139,8 +159,96 @@ def axial_lateral_figure(
     axes[1, 0].axis("off")
     for k, (name, (a, lat)) in enumerate(strains.items(), start=1):
         last = k == n - 1
-        show(axes[0, k], -100 * a, title=f"{name}: axial", cmap="gray",
-             colorbar="-axial strain (%)" if last else None, **ax_lim, **geom)
-        show(axes[1, k], 100 * lat, title=f"{name}: lateral", cmap="RdBu_r",
-             colorbar="lateral strain (%)" if last else None, **lat_lim, **geom)
+        show(
+            axes[0, k],
+            -100 * a,
+            title=f"{name}: axial",
+            cmap="gray",
+            colorbar="-axial strain (%)" if last else None,
+            **ax_lim,
+            **geom,
+        )
+        show(
+            axes[1, k],
+            100 * lat,
+            title=f"{name}: lateral",
+            cmap="RdBu_r",
+            colorbar="lateral strain (%)" if last else None,
+            **lat_lim,
+            **geom,
+        )
+    return fig
+
+
+METRIC_LABELS = {
+    "strain_rmse": "strain RMSE (lower is better)",
+    "snre": "SNRe (higher is better)",
+    "cnr_db": "CNR, dB (higher is better)",
+    "warp_ncc": "warp NCC (higher is better)",
+    "disp_rmse_axial": "axial disp. RMSE, samples",
+    "disp_rmse_lateral": "lateral disp. RMSE, lines",
+}
+
+
+def ablation_bars(
+    summary: Any, metrics: tuple[str, ...], title: str = "", highlight: str | None = None
+) -> Any:
+    """One bar panel per metric: mean over seeds with ±std error bars, one bar per variant (row of ``summary``,
+    the frame of :func:`cdpkd.ablation.summarize`); ``highlight`` names the reference row (drawn darker)."""
+    names = list(summary.index)
+    fig, axes = plt.subplots(
+        1,
+        len(metrics),
+        figsize=(3.2 * len(metrics) + 1, 0.45 * len(names) + 1.6),
+        constrained_layout=True,
+        squeeze=False,
+    )
+    y = np.arange(len(names))
+    colours = ["C3" if n == highlight else "C0" for n in names]
+    for ax, m in zip(axes[0], metrics):
+        err = summary[f"{m}_std"].to_numpy(dtype=float) if f"{m}_std" in summary else None
+        err = None if err is None or np.isnan(err).all() else np.nan_to_num(err)
+        ax.barh(y, summary[m].to_numpy(dtype=float), xerr=err, color=colours, alpha=0.85, capsize=3)
+        ax.set_yticks(y, names if ax is axes[0][0] else [""] * len(names), fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(METRIC_LABELS.get(m, m), fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def quality_vs_cost(
+    results: Any,
+    x: str,
+    metrics: tuple[str, ...],
+    groups: dict[str, Any],
+    reference: dict | None = None,
+    xlabel: str | None = None,
+) -> Any:
+    """Quality against cost, one panel per metric, one line per group of variants.
+
+    Args:
+        results: per-variant means (rows of :func:`cdpkd.ablation.summarize`).
+        x: cost column (e.g. "gflops").
+        groups: label -> row names of ``results`` in that group (a line through their points).
+        reference: optional ``{"label": str, x: value, metric: value, ...}`` drawn as a star (the teacher).
+        xlabel: axis label of ``x`` (default: the column name).
+    """
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(4.4 * len(metrics), 3.6), constrained_layout=True, squeeze=False
+    )
+    for ax, m in zip(axes[0], metrics):
+        for i, (label, rows) in enumerate(groups.items()):
+            part = results.loc[list(rows)].sort_values(x)
+            err = part[f"{m}_std"].to_numpy(dtype=float) if f"{m}_std" in part else None
+            err = None if err is None or np.isnan(err).all() else np.nan_to_num(err)
+            ax.errorbar(part[x], part[m], yerr=err, marker="o", ms=5, capsize=3, color=f"C{i}", label=label)
+        if reference is not None:
+            ax.plot(
+                [reference[x]], [reference[m]], marker="*", ms=12, color="k", ls="", label=reference["label"]
+            )
+        ax.set(xlabel=xlabel or x, title=METRIC_LABELS.get(m, m))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
     return fig

@@ -31,6 +31,7 @@ from .registry import (
     get_config,
     model_spec,
 )
+from .scaling import overrides_for_parameters, width_overrides
 
 __all__ = [
     "ARCHITECTURES",
@@ -50,6 +51,8 @@ __all__ = [
     "get_config",
     "load_model",
     "model_spec",
+    "overrides_for_parameters",
     "save_model",
     "transposed_correlation",
+    "width_overrides",
 ]

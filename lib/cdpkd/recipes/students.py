@@ -215,6 +215,11 @@ class CDPKDRecipe(StudentTraining):
             )
 
     @property
+    def distills(self) -> bool:
+        """Whether the teacher's outputs are distilled at all (a zero weight throughout: no)."""
+        return self.kd_weight > 0 or bool(self.kd_final_weight)
+
+    @property
     def prune_steps(self) -> tuple[int, int]:
         """The pruning ramp's (start, end) optimizer steps."""
         return int(round(self.prune_start * self.steps)), max(1, int(round(self.prune_end * self.steps)))
@@ -435,7 +440,7 @@ def train_cdp_kdnet(
         width=recipe.crop[1],
         min_channels=recipe.budget.min_channels,
     )
-    distiller, features = _distiller(recipe, teacher, student)
+    distiller, features = _distiller(recipe, teacher, student) if recipe.distills else (None, False)
     unsupervised = UnsupervisedLoss(UnsupervisedLossConfig.from_dict(recipe.loss))
     objective = DistillationObjective(
         teacher,

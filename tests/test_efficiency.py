@@ -1,0 +1,86 @@
+"""Efficiency table: parameters, FLOPs, peak memory and latency of networks and trackers."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from cdpkd.complexity import estimator_flops
+from cdpkd.efficiency import Tracker, measure_efficiency, peak_rss_rise_mb
+from cdpkd.estimators import network_estimator
+from cdpkd.models import build_model, count_parameters
+
+
+def _pair(h=128, w=32):
+    rng = np.random.default_rng(0)
+    pre = rng.standard_normal((h, w)).astype(np.float32)
+    return pre, np.roll(pre, 1, axis=0)
+
+
+def _numpy_tracker(pre, post):
+    return np.zeros((2, *np.shape(pre)), dtype=np.float32)
+
+
+def test_peak_rss_rise_sees_a_large_allocation():
+    if not sys.platform.startswith("linux"):
+        pytest.skip("peak resident memory is measured through Linux /proc only")
+
+    def allocate():
+        a = np.ones(200 * 2**20 // 8)  # 200 MB, written, so resident
+        return float(a[-1])
+
+    rise = peak_rss_rise_mb(allocate)
+    assert 150 < rise < 400
+    assert peak_rss_rise_mb(lambda: None) < 20
+
+
+def test_measure_efficiency_rows_and_columns():
+    pre, post = _pair()
+    model = build_model("usenet_smoke")
+    trackers = {"zeros": Tracker(_numpy_tracker, flops_counted=False)}
+    table = measure_efficiency(pre, post, {"usenet": model}, trackers, tile=(64, 32), repeats=2, gpu=False)
+    assert list(table.index) == ["usenet", "zeros"]
+    assert table.loc["usenet", "params"] == count_parameters(model)
+    assert table.loc["zeros", "params"] == 0
+    expected = estimator_flops(network_estimator(model, "cpu", tile=(64, 32)), pre, post) / 1e9
+    assert table.loc["usenet", "gflops"] == pytest.approx(expected)
+    assert math.isnan(table.loc["zeros", "gflops"])  # work outside PyTorch is not counted, not reported as 0
+    assert (table["latency_cpu_ms"] > 0).all()
+    for column in (
+        "latency_gpu_fp32_ms",
+        "latency_gpu_bf16_ms",
+        "peak_mem_gpu_fp32_mb",
+        "peak_mem_gpu_bf16_mb",
+    ):
+        assert table[column].isna().all()
+    assert next(model.parameters()).device.type == "cpu"
+
+
+def test_measure_efficiency_bad_input():
+    pre, post = _pair()
+    model = build_model("usenet_smoke")
+    with pytest.raises(ValueError, match="used twice"):
+        measure_efficiency(pre, post, {"a": model}, {"a": Tracker(_numpy_tracker)}, gpu=False)
+    with pytest.raises(ValueError, match="one shape"):
+        measure_efficiency(pre, post[:-1], {"a": model}, gpu=False)
+    with pytest.raises(ValueError, match="repeats"):
+        measure_efficiency(pre, post, {"a": model}, repeats=0, gpu=False)
+
+
+@pytest.mark.gpu
+def test_measure_efficiency_on_gpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    pre, post = _pair(256, 64)
+    table = measure_efficiency(pre, post, {"usenet": build_model("usenet_smoke")}, repeats=2, gpu=True)
+    for column in (
+        "latency_gpu_fp32_ms",
+        "latency_gpu_bf16_ms",
+        "peak_mem_gpu_fp32_mb",
+        "peak_mem_gpu_bf16_mb",
+    ):
+        assert table.loc["usenet", column] > 0
