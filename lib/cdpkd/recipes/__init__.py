@@ -1,5 +1,6 @@
 """Training recipes: what the notebooks train, as cached artifacts keyed by their settings."""
 
+from .adaptation import AdaptationRecipe, RealPairCrops, ensure_adapted, frames_fingerprint
 from .students import (
     CDPKDRecipe,
     DPNetRecipe,
@@ -21,6 +22,10 @@ from .unsupervised import (
 )
 
 __all__ = [
+    "AdaptationRecipe",
+    "RealPairCrops",
+    "ensure_adapted",
+    "frames_fingerprint",
     "CDPKDRecipe",
     "DPNetRecipe",
     "StudentBudget",
