@@ -100,18 +100,24 @@ def decorrelation_difficulty(
     from ...metrics import ncc  # imports torch: only when used
 
     path = Path(path)
+    scores = []
+    for i, pre, post in _cropped_pairs(path, indices, crop, "decorrelation difficulty"):
+        try:
+            scores.append(1.0 - float(ncc(pre, post)))
+        except ValueError as err:
+            raise ValueError(f"{path}: pair {i}: {err}") from err
+    return np.asarray(scores, dtype=np.float64)
+
+
+def _cropped_pairs(path: Path, indices: Sequence[int] | None, crop: tuple[int, int] | None, desc: str):
+    """Yield ``(index, pre, post)`` float32 frames (or centred crops) of the chosen pairs, one pair at a time."""
     with _open_dataset(path) as f:
         n, h, w = f["pre"].shape
         idx = _pair_indices(path, n, indices)
         rows, cols = _crop_slices(path, (h, w), crop)
-        out = np.empty(len(idx), dtype=np.float64)
-        for k, i in enumerate(progress(idx, total=len(idx), desc="decorrelation difficulty")):
-            pre, post = f["pre"][i, rows, cols], f["post"][i, rows, cols]
-            try:
-                out[k] = 1.0 - float(ncc(pre, post))
-            except ValueError as err:
-                raise ValueError(f"{path}: pair {i}: {err}") from err
-    return out
+        for i in progress(idx, total=len(idx), desc=desc):
+            pre = np.asarray(f["pre"][i, rows, cols], dtype=np.float32)
+            yield i, pre, np.asarray(f["post"][i, rows, cols], dtype=np.float32)
 
 
 def _as_displacement(disp: Any, shape: tuple[int, int], path: Path, i: int) -> np.ndarray:
@@ -165,29 +171,20 @@ def teacher_confidence_difficulty(
             f"estimator must be a callable (pre, post) -> 2 x H x W displacement, got {estimator!r}"
         )
     path = Path(path)
-    with _open_dataset(path) as f:
-        n, h, w = f["pre"].shape
-        idx = _pair_indices(path, n, indices)
-        rows, cols = _crop_slices(path, (h, w), crop)
-        out = np.empty(len(idx), dtype=np.float64)
-        for k, i in enumerate(progress(idx, total=len(idx), desc="teacher confidence difficulty")):
-            pre = np.asarray(f["pre"][i, rows, cols], dtype=np.float32)
-            post = np.asarray(f["post"][i, rows, cols], dtype=np.float32)
-            if normalize:
-                scale = float(pre.std()) or 1.0
-                pre, post = pre / scale, post / scale
-            disp = _as_displacement(estimator(pre, post), pre.shape, path, i)
-            try:
-                score = warp_ncc(
-                    pre[None, None].astype(np.float64),
-                    post[None, None].astype(np.float64),
-                    disp[None],
-                    window,
-                )
-            except ValueError as err:
-                raise ValueError(f"{path}: pair {i}: {err}") from err
-            out[k] = 1.0 - float(score[0])
-    return out
+    scores = []
+    for i, pre, post in _cropped_pairs(path, indices, crop, "teacher confidence difficulty"):
+        if normalize:
+            scale = float(pre.std()) or 1.0
+            pre, post = pre / scale, post / scale
+        disp = _as_displacement(estimator(pre, post), pre.shape, path, i)
+        try:
+            score = warp_ncc(
+                pre[None, None].astype(np.float64), post[None, None].astype(np.float64), disp[None], window
+            )
+        except ValueError as err:
+            raise ValueError(f"{path}: pair {i}: {err}") from err
+        scores.append(1.0 - float(score[0]))
+    return np.asarray(scores, dtype=np.float64)
 
 
 def rank_normalize(values: Sequence[float] | np.ndarray) -> np.ndarray:
