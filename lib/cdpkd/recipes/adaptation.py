@@ -16,24 +16,22 @@ frames is used) but it must be reported as such, next to frames it never saw.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..artifacts import artifact_dir, cached
-from ..losses import UnsupervisedLossConfig
 from ..models import load_model, save_model
 from ..train import fit
-from .unsupervised import MODEL_FILE, copy_run_logs, fit_config_of, unsupervised_loss_fn
+from .schedule import TrainingSchedule
+from .unsupervised import MODEL_FILE, copy_run_logs, unsupervised_loss_fn
 
 
 class RealPairCrops(Dataset):
@@ -98,33 +96,15 @@ def frames_fingerprint(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> str:
     return digest.hexdigest()
 
 
-@dataclass
-class AdaptationRecipe:
-    """Settings of an unsupervised fine-tuning run on real pairs (AdamW + cosine; see UnsupervisedRecipe).
+@dataclass(kw_only=True)
+class AdaptationRecipe(TrainingSchedule):
+    """Settings of an unsupervised fine-tuning run on real pairs: a short low-lr schedule
+    (:class:`TrainingSchedule`); ``loss`` should repeat the network's own training settings.
+    No validation: real data has no ground truth to validate against."""
 
-    ``loss``: overrides of :class:`~cdpkd.losses.UnsupervisedLossConfig` (use the network's own
-    training settings).
-    """
-
-    crop: tuple[int, int] = (256, 64)
     steps: int = 200
-    batch_size: int = 4
     lr: float = 1e-4
-    weight_decay: float = 1e-4
     warmup_steps: int = 10
-    grad_clip: float | None = 1.0
-    loss: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    val_every = None  # not a field: real data has no ground truth to validate against
-
-    def __post_init__(self) -> None:
-        self.crop = (int(self.crop[0]), int(self.crop[1]))
-        UnsupervisedLossConfig.from_dict(self.loss)
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"AdaptationRecipe: steps must be an integer >= 1, got {self.steps!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def ensure_adapted(
@@ -155,7 +135,7 @@ def ensure_adapted(
     def build(out: Path) -> None:
         model = load_model(model_dir / MODEL_FILE)
         loss_fn = unsupervised_loss_fn(recipe.loss)
-        fit(model, dataset, loss_fn, fit_config_of(recipe, profile), run_dir, device=device)
+        fit(model, dataset, loss_fn, recipe.fit_config(profile), run_dir, device=device)
         save_model(out / MODEL_FILE, model.to("cpu"))
         copy_run_logs(run_dir, out)
 

@@ -32,7 +32,6 @@ and no pruning code; metrics CSVs; ``student.json`` with the budget reached).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -62,14 +61,14 @@ from ..losses import UnsupervisedLoss, UnsupervisedLossConfig
 from ..losses.distill import DISTILLERS, build_distiller, feature_channels
 from ..models import build_model, count_parameters, load_model, save_model
 from ..sim import RFPairDataset
-from ..train import FitConfig, fit
+from ..train import fit
 from ..train.curriculum import CurriculumBatches, Schedule, difficulty_scores
 from ..train.distillation import DistillationObjective
+from .schedule import TrainingSchedule
 from .unsupervised import (
     MODEL_FILE,
     _split,
     copy_run_logs,
-    fit_config_of,
     unsupervised_loss_fn,
     validation_fn,
 )
@@ -105,40 +104,26 @@ class StudentBudget:
             )
 
 
-@dataclass
-class StudentTraining:
-    """Training settings shared by both students (AdamW + cosine, crops, validation); see UnsupervisedRecipe."""
+@dataclass(kw_only=True)
+class StudentTraining(TrainingSchedule):
+    """Settings shared by both students: the budget, the schedule (:class:`TrainingSchedule`, with the
+    students' defaults) and validation on held-out training pairs (see UnsupervisedRecipe)."""
 
     budget: StudentBudget = field(default_factory=StudentBudget)
-    crop: tuple[int, int] = (256, 64)
     steps: int = 400
-    batch_size: int = 4
     lr: float = 3e-4
-    weight_decay: float = 1e-4
     warmup_steps: int = 20
-    grad_clip: float | None = 1.0
-    loss: dict[str, Any] = field(default_factory=dict)
     val_pairs: int = 4
     val_every: int | None = None
     strain_window: int = 31
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.budget, dict):
             self.budget = StudentBudget(**self.budget)
-        self.crop = (int(self.crop[0]), int(self.crop[1]))
-        UnsupervisedLossConfig.from_dict(self.loss)  # unknown or invalid loss settings fail here
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def fit_config(self, profile: str, steps: int | None = None, lr: float | None = None) -> FitConfig:
-        return fit_config_of(self, profile, steps, lr)
+        super().__post_init__()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DPNetRecipe(StudentTraining):
     """DP-Net: one-shot pruned teacher sub-network, trained alone with the unsupervised loss.
 
@@ -158,7 +143,7 @@ class DPNetRecipe(StudentTraining):
             raise ValueError(f"DPNetRecipe: init must be 'pruned_teacher' or 'scratch', got {self.init!r}")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class CDPKDRecipe(StudentTraining):
     """CDP-KDNet: curriculum-guided dynamic pruning with distillation, hard pruning, fine-tuning.
 

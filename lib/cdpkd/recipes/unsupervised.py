@@ -32,7 +32,8 @@ from ..losses import UnsupervisedLoss, UnsupervisedLossConfig
 from ..models import PWCConfig, build_model, get_config, load_model, save_model
 from ..sim import RFPairDataset, read_pair
 from ..sim.dataset import open_dataset
-from ..train import FitConfig, History, fit
+from ..train import History, fit
+from .schedule import TrainingSchedule
 
 MODEL_FILE = "model.pt"
 # Part of every cache key: bump when a code change alters what the same recipe trains
@@ -40,21 +41,17 @@ MODEL_FILE = "model.pt"
 RECIPE_VERSION = 2
 
 
-@dataclass
-class UnsupervisedRecipe:
-    """Settings of one unsupervised training run.
+@dataclass(kw_only=True)
+class UnsupervisedRecipe(TrainingSchedule):
+    """Settings of one unsupervised training run (the schedule fields: :class:`TrainingSchedule`).
 
     Attributes:
         model: registry name of the network (:data:`cdpkd.models.MODEL_CONFIGS`).
         model_overrides: fields of its :class:`~cdpkd.models.PWCConfig` to change,
             e.g. ``{"input_mode": "rf+envelope"}``.
-        crop: training crop (samples, lines), drawn at random positions each epoch.
-        steps, batch_size, lr, weight_decay, warmup_steps, grad_clip: AdamW + cosine schedule.
-        loss: overrides of :class:`~cdpkd.losses.UnsupervisedLossConfig` fields.
         val_pairs: last pairs of the training file held out for validation (0 = none).
         val_every: validate every this many steps (None = at the end only).
         strain_window: LS strain window (samples) of the validation metrics.
-        seed: weights, data order and crops.
         init_from: artifact folder, relative to the artifact root (e.g.
             ``"teacher/<key>"``), whose trained model this run starts from (a
             refinement stage, see :func:`ensure_teacher`); None = random init.
@@ -67,31 +64,18 @@ class UnsupervisedRecipe:
 
     model: str
     model_overrides: dict[str, Any] = field(default_factory=dict)
-    crop: tuple[int, int] = (256, 64)
-    steps: int = 1000
-    batch_size: int = 4
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 50
-    grad_clip: float | None = 1.0
-    loss: dict[str, Any] = field(default_factory=dict)
     val_pairs: int = 4
     val_every: int | None = None
     strain_window: int = 31
-    seed: int = 0
     init_from: str | None = None
     val_tile: bool = False
     keep_best: bool = False
 
     def __post_init__(self) -> None:
-        self.crop = (int(self.crop[0]), int(self.crop[1]))
+        super().__post_init__()
         self.model_config()  # unknown names or fields fail here, with a clear message
-        UnsupervisedLossConfig.from_dict(self.loss)  # so do unknown or invalid loss settings
         if self.val_pairs < 0:
             raise ValueError(f"val_pairs must be >= 0, got {self.val_pairs}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def cache_dict(self) -> dict[str, Any]:
         """:meth:`to_dict` without the fields added later while they hold their defaults, so the
@@ -110,27 +94,6 @@ class UnsupervisedRecipe:
             raise ValueError(f"model_overrides: {unknown} are not fields of {type(config).__name__}")
         return dataclasses.replace(config, **self.model_overrides)
 
-    def fit_config(self, profile: str) -> FitConfig:
-        return fit_config_of(self, profile)
-
-
-def fit_config_of(recipe: Any, profile: str, steps: int | None = None, lr: float | None = None) -> FitConfig:
-    """AdamW + cosine :class:`~cdpkd.train.FitConfig` of a recipe (its steps, batch, lr, ... fields),
-    optionally with another number of ``steps`` or learning rate (e.g. a fine-tuning phase)."""
-    steps = recipe.steps if steps is None else steps
-    return FitConfig(
-        steps=steps,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr if lr is None else lr,
-        weight_decay=recipe.weight_decay,
-        warmup_steps=min(recipe.warmup_steps, steps - 1),
-        grad_clip=recipe.grad_clip,
-        seed=recipe.seed,
-        val_every=recipe.val_every,
-        checkpoint_every=max(1, steps // 10),  # an interrupted run loses at most a tenth
-        log_every=max(1, min(10, steps // 20)),
-        profile=profile,
-    )
 
 
 def unsupervised_loss_fn(loss_settings: dict[str, Any]):

@@ -1,0 +1,69 @@
+"""Training settings every recipe shares: AdamW + cosine schedule, crops, loss overrides, seed.
+
+:class:`TrainingSchedule` is the base dataclass of the teacher, student and
+adaptation recipes (keyword-only fields, so a recipe adds its own fields
+freely and changes defaults by redeclaring them). Cache keys hash the
+recipes' ``to_dict()`` with sorted keys, so where a field is declared does
+not change any key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..losses import UnsupervisedLossConfig
+from ..train import FitConfig
+
+
+@dataclass(kw_only=True)
+class TrainingSchedule:
+    """AdamW + cosine training settings.
+
+    Attributes:
+        crop: training crop (samples, lines), at random positions each epoch.
+        steps, batch_size, lr, weight_decay, warmup_steps, grad_clip: the optimiser and its schedule.
+        loss: overrides of :class:`~cdpkd.losses.UnsupervisedLossConfig` fields.
+        seed: weights (where initialised), data order and crops.
+    """
+
+    crop: tuple[int, int] = (256, 64)
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    grad_clip: float | None = 1.0
+    loss: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.crop = (int(self.crop[0]), int(self.crop[1]))
+        UnsupervisedLossConfig.from_dict(self.loss)  # unknown or invalid loss settings fail here
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"{type(self).__name__}: steps must be an integer >= 1, got {self.steps!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fit_config(self, profile: str, steps: int | None = None, lr: float | None = None) -> FitConfig:
+        """The :class:`~cdpkd.train.FitConfig`, optionally with another number of ``steps`` or learning
+        rate (e.g. a fine-tuning phase); validation every ``val_every`` steps where the recipe has one."""
+        steps = self.steps if steps is None else steps
+        return FitConfig(
+            steps=steps,
+            batch_size=self.batch_size,
+            lr=self.lr if lr is None else lr,
+            weight_decay=self.weight_decay,
+            warmup_steps=min(self.warmup_steps, steps - 1),
+            grad_clip=self.grad_clip,
+            seed=self.seed,
+            val_every=getattr(self, "val_every", None),
+            checkpoint_every=max(1, steps // 10),  # an interrupted run loses at most a tenth
+            log_every=max(1, min(10, steps // 20)),
+            profile=profile,
+        )
+
+
+__all__ = ["TrainingSchedule"]
