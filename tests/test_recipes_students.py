@@ -230,3 +230,28 @@ def test_cdp_kdnet_ablations_static_pruning_without_distillation(train_set, teac
     rows = [dict(zip(header, line.split(","))) for line in log[1:]]
     # logged steps count from 1: the first update left everything, the second set the final masks for good
     assert [float(r["prune_progress"]) for r in rows] == [0.0] + [1.0] * (len(rows) - 1)
+
+
+def test_curriculum_scores_are_computed_once_per_teacher_and_data(train_set, teacher_dir, monkeypatch):
+    from cdpkd.recipes import students
+
+    calls = []
+    real = students.difficulty_scores
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(students, "difficulty_scores", counting)
+    monkeypatch.setattr(students, "_SCORES", {})
+    recipe = CDPKDRecipe(crop=CROP, steps=2)
+    teacher = load_model(teacher_dir / "model.pt")
+    a = students.curriculum_scores(recipe, teacher, train_set, [0, 1], None)
+    a[:] = -1  # callers get copies
+    b = students.curriculum_scores(recipe, load_model(teacher_dir / "model.pt"), train_set, [0, 1], None)
+    assert len(calls) == 1 and (b >= 0).all()
+    with torch.no_grad():
+        next(teacher.parameters()).add_(1.0)  # other teacher weights: scored again
+    students.curriculum_scores(recipe, teacher, train_set, [0, 1], None)
+    students.curriculum_scores(recipe, teacher, train_set, [0, 2], None)  # other pairs: again
+    assert len(calls) == 3

@@ -32,6 +32,7 @@ and no pruning code; metrics CSVs; ``student.json`` with the budget reached).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -383,16 +384,34 @@ def _distiller(recipe: CDPKDRecipe, teacher: nn.Module, student: nn.Module) -> t
     return build_distiller(recipe.distiller, **channels, **recipe.distiller_options), features
 
 
+# Difficulty scores already computed in this process, by (teacher weights, data, pairs, crop, cues):
+# every CDP-KDNet variant of an ablation scores the same pairs with the same teacher.
+_SCORES: dict[str, np.ndarray] = {}
+
+
+def _scores_key(recipe: CDPKDRecipe, teacher: nn.Module, train_path: Path, indices: list[int]) -> str:
+    digest = hashlib.sha256(repr((str(train_path), indices, recipe.crop, recipe.difficulty)).encode())
+    if "teacher" in recipe.difficulty:
+        for name, tensor in teacher.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def curriculum_scores(
     recipe: CDPKDRecipe, teacher: nn.Module, train_path: Path, indices: list[int], device: torch.device | None
 ) -> np.ndarray:
-    """Difficulty of each training pair (higher = harder); the teacher cue on a centred crop."""
-    estimator = None
-    if "teacher" in recipe.difficulty:
-        estimator = network_estimator(teacher, device)
-    return difficulty_scores(
-        train_path, kinds=recipe.difficulty, estimator=estimator, indices=indices, crop=recipe.crop
-    )
+    """Difficulty of each training pair (higher = harder); the teacher cue on a centred crop.
+
+    Deterministic, so computed once per process for the same teacher weights, pairs, crop and cues.
+    """
+    key = _scores_key(recipe, teacher, train_path, indices)
+    if key not in _SCORES:
+        estimator = network_estimator(teacher, device) if "teacher" in recipe.difficulty else None
+        _SCORES[key] = difficulty_scores(
+            train_path, kinds=recipe.difficulty, estimator=estimator, indices=indices, crop=recipe.crop
+        )
+    return _SCORES[key].copy()
 
 
 def train_cdp_kdnet(
