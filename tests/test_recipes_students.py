@@ -255,3 +255,36 @@ def test_curriculum_scores_are_computed_once_per_teacher_and_data(train_set, tea
     students.curriculum_scores(recipe, teacher, train_set, [0, 1], None)
     students.curriculum_scores(recipe, teacher, train_set, [0, 2], None)  # other pairs: again
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize(
+    "label", ["output-only", "KD-MRI (attention + imitation)", "teacher-level (breast US KD)", "MAVKD"]
+)
+def test_every_ablation_distiller_trains_through_pruning_and_finetuning(
+    train_set, teacher_dir, tmp_path, label
+):
+    """Notebook 04's distillation rows (the smoke profile runs only two of them) train end to end."""
+    from cdpkd.ablation import DISTILLATION_METHODS
+
+    torch.set_num_threads(1)
+    name, options = DISTILLATION_METHODS[label]
+    budget = StudentBudget(0.4, 0.5, 2)
+    recipe = CDPKDRecipe(
+        budget=budget,
+        crop=CROP,
+        steps=3,
+        batch_size=2,
+        warmup_steps=1,
+        val_pairs=0,
+        seed=0,
+        prune_end=0.5,
+        prune_every=1,
+        distiller=name,
+        distiller_options=options,
+        finetune_steps=1,
+        curriculum=False,
+    )
+    path = ensure_cdp_kdnet(tmp_path, recipe, teacher_dir, train_set)
+    _assert_reloads_at_budget(path, budget)
+    header = (path / "finetune_metrics.csv").read_text().splitlines()[0].split(",")
+    assert "loss_kd_total" in header

@@ -60,7 +60,8 @@ DISTILLATION_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "output-only": ("output", {"include_levels": False}),
     "feature": ("feature", {}),
     "KD-MRI (attention + imitation)": ("kdmri", {}),
-    "teacher-level (breast US KD)": ("teacher_level", {}),
+    # the level that differs most from ours (output-level distillation is the output-only row)
+    "teacher-level (breast US KD)": ("teacher_level", {"level": "encoder_regressor"}),
     "MAVKD": ("mavkd", {}),
 }
 
