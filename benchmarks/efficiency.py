@@ -1,0 +1,114 @@
+"""Efficiency of every method on one full RF pair, from the architectures alone (no training needed).
+
+    python benchmarks/efficiency.py [--profile cpu] [--samples 2048] [--lines 256] [--repeats 5]
+                                    [--threads 2] [--gpu auto|on|off] [--out benchmarks/results]
+
+Parameters, FLOPs, peak memory and latency depend on the architecture, not on
+the weights, so this measures (with random weights) what notebook 04 measures on
+the trained networks: the profile's teacher; its budget-pruned student at the
+profile's budget (DP-Net and CDP-KDNet have exactly these per-layer widths: both
+come from the same joint budget allocation, only *which* channels survive depends
+on the weights); the profile's baselines sized to the same parameter budget; NCC
+block matching and GLUE. One simulated pair of ``--samples`` x ``--lines``,
+batch 1, networks on overlapping tiles of the profile's training crop (as in
+the notebooks). Writes ``efficiency_<profile>_<device>.json`` with the table,
+the settings and the provenance (device, library versions, git SHA, date).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+from cdpkd.atomic import write_json
+from cdpkd.classic import glue, ncc_block_matching
+from cdpkd.efficiency import Tracker, measure_efficiency
+from cdpkd.models import build_model, count_parameters, get_config
+from cdpkd.models.scaling import overrides_for_parameters
+from cdpkd.pipeline import load_profile
+from cdpkd.recipes import StudentBudget, UnsupervisedRecipe, one_shot_prune
+from cdpkd.runtime import device_description, provenance
+from cdpkd.sim import simulate_pair
+from cdpkd.sim.study import simulation_config
+
+
+def networks_of(profile_name: str) -> tuple[dict[str, torch.nn.Module], tuple[int, int], dict]:
+    """Teacher, budget-pruned student and budget-sized baselines of a profile (random weights)."""
+    common = load_profile(profile_name).common
+    teacher_recipe = UnsupervisedRecipe(
+        model=common["teacher_model"], model_overrides=common.get("teacher_model_overrides", {})
+    )
+    crop = (int(common["teacher_crop_samples"]), int(common["teacher_crop_lines"]))
+    teacher = build_model(teacher_recipe.model_config(), seed=0)
+    budget = StudentBudget(common["params_fraction"], common["flops_fraction"], common["min_channels"])
+    student, report = one_shot_prune(teacher, budget, crop)
+    networks = {"teacher": teacher, "dpnet / cdp_kdnet (pruned widths)": student}
+    for name in common.get("baselines", []):
+        overrides, _ = overrides_for_parameters(name, int(budget.params_fraction * count_parameters(teacher)))
+        networks[name] = build_model(get_config(name).replace(**overrides), seed=0)
+    settings = {
+        "teacher_model": common["teacher_model"],
+        "teacher_model_overrides": common.get("teacher_model_overrides", {}),
+        "budget": {"params_fraction": budget.params_fraction, "flops_fraction": budget.flops_fraction},
+        "student_fractions_at_crop": {k: report[k] for k in ("params_fraction", "flops_fraction")},
+        "tile": list(crop),
+    }
+    return networks, crop, settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--samples", type=int, default=2048)
+    parser.add_argument("--lines", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--gpu", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+
+    networks, crop, settings = networks_of(args.profile)
+    trackers = {
+        "ncc": Tracker(lambda pre, post: ncc_block_matching(pre, post), gpu=True),
+        "glue": Tracker(lambda pre, post: glue(pre, post), flops_counted=False),
+    }
+    pair = simulate_pair(simulation_config(n_samples=args.samples, n_lines=args.lines), seed=0)
+    gpu = {"auto": None, "on": True, "off": False}[args.gpu]
+    table = measure_efficiency(
+        pair.pre,
+        pair.post,
+        networks,
+        trackers,
+        tile=crop,
+        repeats=args.repeats,
+        threads=args.threads,
+        gpu=gpu,
+    )
+    print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    slug = re.sub(r"[^a-z0-9]+", "-", device_description().lower()).strip("-")
+    path = args.out / f"efficiency_{args.profile}_{slug}.json"
+    write_json(
+        path,
+        {
+            **provenance(),
+            "benchmark": "efficiency",
+            "profile": args.profile,
+            "shape": [args.samples, args.lines],
+            "repeats": args.repeats,
+            "cpu_threads": args.threads,
+            **settings,
+            "methods": {
+                k: {c: (None if v != v else float(v)) for c, v in row.items()} for k, row in table.iterrows()
+            },
+        },
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

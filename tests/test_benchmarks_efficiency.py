@@ -1,0 +1,56 @@
+"""The efficiency benchmark measures architectures with random weights: that is only honest if the
+students' widths do not depend on the weights nor on the pruning road (one-shot vs dynamic)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from cdpkd.compress import ChannelMap, DynamicPruning
+from cdpkd.models import build_model, count_parameters
+from cdpkd.pipeline import PipelineError
+from cdpkd.recipes import StudentBudget, one_shot_prune
+
+CROP = (128, 32)
+
+
+def test_pruned_widths_depend_on_the_budget_only():
+    budget = StudentBudget(0.4, 0.5, 2)
+    a, _ = one_shot_prune(build_model("umen_teacher_smoke", seed=0), budget, CROP)
+    b, _ = one_shot_prune(build_model("umen_teacher_smoke", seed=1), budget, CROP, criterion="l2")
+    widths = ChannelMap.from_model(a).widths()
+    assert widths == ChannelMap.from_model(b).widths()  # other weights, other criterion: same widths
+    dynamic = DynamicPruning(
+        build_model("umen_teacher_smoke", seed=2),
+        flops_fraction=budget.flops_fraction,
+        params_fraction=budget.params_fraction,
+        end_step=1,
+        criterion="taylor",
+        height=CROP[0],
+        width=CROP[1],
+        min_channels=budget.min_channels,
+    )
+    final = dynamic._keep_at(1.0)  # where CDP-KDNet's ramp ends
+    assert final == {name: widths[name] for name in final}
+
+
+def test_benchmark_builds_the_profile_networks_at_the_budget():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "efficiency.py"
+    spec = importlib.util.spec_from_file_location("efficiency_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    networks, crop, settings = module.networks_of("cpu")
+    teacher = count_parameters(networks["teacher"])
+    budget = settings["budget"]["params_fraction"]
+    assert crop == tuple(settings["tile"])
+    for name, net in networks.items():
+        if name != "teacher":
+            assert count_parameters(net) <= budget * teacher + 1, name
+    assert (
+        settings["student_fractions_at_crop"]["flops_fraction"]
+        <= settings["budget"]["flops_fraction"] + 1e-12
+    )
+    with pytest.raises(PipelineError, match="unknown profile"):
+        module.networks_of("no_such_profile")
