@@ -135,6 +135,27 @@ def test_budget_and_recipe_bad_settings():
 
 
 # ----------------------------------------------------------------------------- end to end
+BUDGET = StudentBudget(0.4, 0.5, 2)
+
+
+def _tiny_cdp(**changes):
+    """A CDP-KDNet recipe of a few steps on the tiny teacher, at ``BUDGET``, with ``changes``."""
+    settings = dict(
+        budget=BUDGET,
+        crop=CROP,
+        steps=4,
+        batch_size=2,
+        warmup_steps=1,
+        val_pairs=0,
+        seed=0,
+        prune_end=0.5,
+        prune_every=1,
+        finetune_steps=1,
+        curriculum=False,
+    )
+    return CDPKDRecipe(**{**settings, **changes})
+
+
 def _assert_reloads_at_budget(path, budget):
     report = read_student_report(path)
     assert report["params_fraction"] <= budget.params_fraction
@@ -164,20 +185,14 @@ def test_dpnet_recipe_trains_at_budget_and_is_cached(train_set, teacher_dir, tmp
 def test_cdp_kdnet_recipe_reaches_the_budget(train_set, teacher_dir, tmp_path, criterion, distiller):
     """A seeded run prunes dynamically under the curriculum with distillation and ends at the budget."""
     torch.set_num_threads(1)
-    budget = StudentBudget(0.4, 0.5, 2)
-    recipe = CDPKDRecipe(
-        budget=budget,
-        crop=CROP,
+    budget = BUDGET
+    recipe = _tiny_cdp(
         steps=6,
-        batch_size=2,
-        warmup_steps=1,
         val_pairs=1,
-        seed=0,
         criterion=criterion,
-        prune_end=0.5,
-        prune_every=1,
         distiller=distiller,
         finetune_steps=2,
+        curriculum=True,
         start_fraction=0.5,
         end_step_fraction=0.5,
     )
@@ -205,22 +220,8 @@ def test_cdp_kdnet_ablations_static_pruning_without_distillation(train_set, teac
     """The ablation's "static pruning" (masks fixed after the first step) and "no distillation" (no kd
     terms computed at all) still end at the budget."""
     torch.set_num_threads(1)
-    budget = StudentBudget(0.4, 0.5, 2)
-    recipe = CDPKDRecipe(
-        budget=budget,
-        crop=CROP,
-        steps=4,
-        batch_size=2,
-        warmup_steps=1,
-        val_pairs=1,
-        seed=0,
-        prune_start=0.0,
-        prune_end=0.0,
-        kd_weight=0.0,
-        kd_final_weight=None,
-        curriculum=False,
-        finetune_steps=1,
-    )
+    budget = BUDGET
+    recipe = _tiny_cdp(val_pairs=1, prune_end=0.0, kd_weight=0.0, kd_final_weight=None)
     assert recipe.prune_steps == (0, 1) and not recipe.distills
     path = ensure_cdp_kdnet(tmp_path, recipe, teacher_dir, train_set)
     _assert_reloads_at_budget(path, budget)
@@ -268,22 +269,8 @@ def test_every_ablation_distiller_trains_through_pruning_and_finetuning(
 
     torch.set_num_threads(1)
     name, options = DISTILLATION_METHODS[label]
-    budget = StudentBudget(0.4, 0.5, 2)
-    recipe = CDPKDRecipe(
-        budget=budget,
-        crop=CROP,
-        steps=3,
-        batch_size=2,
-        warmup_steps=1,
-        val_pairs=0,
-        seed=0,
-        prune_end=0.5,
-        prune_every=1,
-        distiller=name,
-        distiller_options=options,
-        finetune_steps=1,
-        curriculum=False,
-    )
+    budget = BUDGET
+    recipe = _tiny_cdp(steps=3, distiller=name, distiller_options=options)
     path = ensure_cdp_kdnet(tmp_path, recipe, teacher_dir, train_set)
     _assert_reloads_at_budget(path, budget)
     header = (path / "finetune_metrics.csv").read_text().splitlines()[0].split(",")
