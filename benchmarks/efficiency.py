@@ -1,7 +1,7 @@
 """Efficiency of every method on one full RF pair, from the architectures alone (no training needed).
 
     python benchmarks/efficiency.py [--profile cpu] [--samples 2048] [--lines 256] [--repeats 5]
-                                    [--threads 2] [--gpu auto|on|off] [--out benchmarks/results]
+                                    [--threads 2] [--gpu auto|on|off] [--whole-frame] [--out benchmarks/results]
 
 Parameters, FLOPs, peak memory and latency depend on the architecture, not on
 the weights, so this measures (with random weights) what notebook 04 measures on
@@ -11,7 +11,9 @@ come from the same joint budget allocation, only *which* channels survive depend
 on the weights); the profile's baselines sized to the same parameter budget; NCC
 block matching and GLUE. One simulated pair of ``--samples`` x ``--lines``,
 batch 1, networks on overlapping tiles of the profile's training crop (as in
-the notebooks). Writes ``efficiency_<profile>_<device>.json`` with the table,
+the notebooks) or, with ``--whole-frame``, in one forward on the whole frame
+(faster, but not how the networks were evaluated: they were trained on crops).
+Writes ``efficiency_<profile>[_whole-frame]_<device>.json`` with the table,
 the settings and the provenance (device, library versions, git SHA, date).
 """
 
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--gpu", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--whole-frame", action="store_true", help="one forward per frame instead of tiles")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
 
@@ -83,14 +86,15 @@ def main(argv: list[str] | None = None) -> int:
         pair.post,
         networks,
         trackers,
-        tile=crop,
+        tile=None if args.whole_frame else crop,
         repeats=args.repeats,
         threads=args.threads,
         gpu=gpu,
     )
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     slug = re.sub(r"[^a-z0-9]+", "-", device_description().lower()).strip("-")
-    path = args.out / f"efficiency_{args.profile}_{slug}.json"
+    mode = "_whole-frame" if args.whole_frame else ""
+    path = args.out / f"efficiency_{args.profile}{mode}_{slug}.json"
     write_json(
         path,
         {
@@ -101,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats,
             "cpu_threads": args.threads,
             **settings,
+            "tile": None if args.whole_frame else settings["tile"],
             "methods": {
                 k: {c: (None if v != v else float(v)) for c, v in row.items()} for k, row in table.iterrows()
             },
