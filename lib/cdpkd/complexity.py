@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -100,6 +101,19 @@ def estimator_latency_ms(estimator, pre, post, *, repeats: int = 5, warmup: int 
     return float(statistics.median(times))
 
 
+def round_robin_ms(calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median wall time (ms) of each call over ``repeats`` rounds after ``warmup`` rounds; each round
+    calls every entry once in turn, so ratios between entries are taken under the same machine load."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for i in range(warmup + repeats):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            call()
+            if i >= warmup:
+                times[name].append(1e3 * (time.perf_counter() - t0))
+    return {name: float(statistics.median(t)) for name, t in times.items()}
+
+
 def network_costs(
     models: dict[str, nn.Module],
     pre: np.ndarray,
@@ -138,15 +152,9 @@ def network_costs(
         if device == "cpu":
             for name, est in estimators.items():
                 out[name]["flops"] = float(estimator_flops(est, pre, post))
-        times: dict[str, list[float]] = {name: [] for name in models}
-        for i in range(repeats + 1):
-            for name, est in estimators.items():
-                t0 = time.perf_counter()
-                est(pre, post)
-                if i > 0:  # the first round is the warm-up
-                    times[name].append(1e3 * (time.perf_counter() - t0))
-        for name in models:
-            out[name][f"latency_{'cpu' if device == 'cpu' else 'gpu'}_ms"] = float(statistics.median(times[name]))
+        calls = {name: (lambda est=est: est(pre, post)) for name, est in estimators.items()}
+        for name, ms in round_robin_ms(calls, repeats).items():
+            out[name][f"latency_{'cpu' if device == 'cpu' else 'gpu'}_ms"] = ms
     for name in models:
         out[name].setdefault("latency_gpu_ms", float("nan"))
         models[name].to("cpu")

@@ -26,9 +26,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
-import statistics
 import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from .complexity import round_robin_ms
 from .estimators import network_estimator
 
 PRECISIONS = ("fp32", "bf16")
@@ -146,19 +145,6 @@ def _bound(fn: Callable[[Any, Any], Any], device: torch.device, args: tuple[Any,
     return run
 
 
-def _round_robin_ms(
-    calls: Mapping[str, Callable[[], None]], repeats: int, warmup: int = 1
-) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for i in range(warmup + repeats):
-        for name, call in calls.items():
-            t0 = time.perf_counter()
-            call()
-            if i >= warmup:
-                times[name].append(1e3 * (time.perf_counter() - t0))
-    return {name: float(statistics.median(t)) for name, t in times.items()}
-
-
 @contextlib.contextmanager
 def _threads(n: int | None):
     if n is None:
@@ -237,7 +223,7 @@ def measure_efficiency(
             rows[name]["gflops"] = counter.get_total_flops() / 1e9 if counted else nan
         for name, fn in calls.items():
             rows[name]["peak_mem_cpu_mb"] = peak_rss_rise_mb(lambda fn=fn: fn(pre, post))
-        timed = _round_robin_ms({name: (lambda fn=fn: fn(pre, post)) for name, fn in calls.items()}, repeats)
+        timed = round_robin_ms({name: (lambda fn=fn: fn(pre, post)) for name, fn in calls.items()}, repeats)
         for name, ms in timed.items():
             rows[name]["latency_cpu_ms"] = ms
 
@@ -255,7 +241,7 @@ def measure_efficiency(
         for name, call in bound.items():
             call()  # warm-up (kernel selection, Triton compilation) outside the peak measurement
             rows[name][f"peak_mem_gpu_{precision}_mb"] = _gpu_peak_mb(call, cuda)
-        for name, ms in _round_robin_ms(bound, repeats).items():
+        for name, ms in round_robin_ms(bound, repeats).items():
             rows[name][f"latency_gpu_{precision}_ms"] = ms
     for model in networks.values():
         model.to("cpu")
