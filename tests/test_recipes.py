@@ -134,3 +134,37 @@ def test_keeping_best_saves_only_improvements(tmp_path):
     saved = next(load_model(tmp_path / "best.pt").parameters())
     assert torch.equal(saved, snapshots[1]), "the weights of the lowest score (step 1) are kept"
     assert json.loads((tmp_path / "best.pt.best.json").read_text())["step"] == 1
+
+
+_TRAIN_IN_A_FRESH_PROCESS = """
+import hashlib, sys, torch
+from cdpkd.recipes import UnsupervisedRecipe, ensure_unsupervised_model, load_trained
+torch.set_num_threads(1)
+recipe = UnsupervisedRecipe(model="umen_teacher_smoke", crop=(128, 32), steps=4, batch_size=2,
+                            warmup_steps=1, val_pairs=1, val_every=2, seed=3)
+path = ensure_unsupervised_model(sys.argv[1], "teacher", recipe, sys.argv[2])
+state = load_trained(path).state_dict()
+print(hashlib.sha256(b"".join(v.numpy().tobytes() for v in state.values())).hexdigest())
+"""
+
+
+def test_training_repeats_bit_for_bit_in_fresh_processes(train_set, tmp_path):
+    """Same recipe, data and thread count in two new interpreters (different hash seeds): the same weights.
+
+    Guards against order that depends on the process (set/dict iteration under
+    PYTHONHASHSEED, unseeded RNGs, stale module state), which in-process tests miss.
+    """
+    import os
+    import subprocess
+    import sys
+
+    digests = []
+    for run, hash_seed in enumerate(("1", "2")):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run(
+            [sys.executable, "-c", _TRAIN_IN_A_FRESH_PROCESS, str(tmp_path / f"run{run}"), str(train_set)],
+            capture_output=True, text=True, env=env, timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        digests.append(out.stdout.strip().splitlines()[-1])
+    assert digests[0] == digests[1]

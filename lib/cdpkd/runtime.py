@@ -80,6 +80,21 @@ def device_description() -> str:
     return "cpu: " + cpu_description()
 
 
+def numerics() -> dict[str, object]:
+    """Settings that change float results of the same code on the same data.
+
+    CPU training is bitwise repeatable only for one thread count and one
+    instruction set: reductions split differently across threads, and oneDNN
+    picks kernels by ISA (AVX2 vs AVX512); over thousands of steps the
+    rounding differences grow into a different trained network.
+    """
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return {}
+    return {"torch_threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape numerical results."""
     versions = {"python": platform.python_version(), "numpy": np.__version__}
@@ -103,5 +118,6 @@ def provenance() -> dict[str, object]:
         "git_sha": git_sha(),
         "date": utc_now(),
         "device": device_description(),
+        "numerics": numerics(),
         "versions": library_versions(),
     }

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from ..atomic import write_json
 from ..progress import progress
-from ..runtime import device_description, git_sha, seed_everything, utc_now
+from ..runtime import device_description, git_sha, numerics, seed_everything, utc_now
 from .checkpoint import (
     MANIFEST_NAME,
     capture_rng,
@@ -403,6 +403,7 @@ def _fit(
                 "git_sha": git_sha(),
                 "date": utc_now(),
                 "device_name": device_description(),
+                "numerics": numerics(),
                 "torch": torch.__version__,
             },
         )
