@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 from ..artifacts import artifact_dir, cached
 from ..models import load_model, save_model
+from ..sim.torch_dataset import crop_origin, rf_pair_tensors
 from ..train import fit
 from .schedule import TrainingSchedule
 from .unsupervised import MODEL_FILE, copy_run_logs, unsupervised_loss_fn
@@ -74,15 +75,8 @@ class RealPairCrops(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         pre, post = self.pairs[index]
         h, w = self.crop
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
-        top = int(rng.integers(pre.shape[0] - h + 1))
-        left = int(rng.integers(pre.shape[1] - w + 1))
-        a, b = pre[top : top + h, left : left + w], post[top : top + h, left : left + w]
-        scale = float(a.std()) or 1.0
-        return {
-            "pre": torch.from_numpy(np.ascontiguousarray(a[None] / scale)),
-            "post": torch.from_numpy(np.ascontiguousarray(b[None] / scale)),
-        }
+        top, left = crop_origin(self.seed, self.epoch, index, (pre.shape[0] - h, pre.shape[1] - w))
+        return rf_pair_tensors(pre[top : top + h, left : left + w], post[top : top + h, left : left + w])
 
 
 def frames_fingerprint(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> str:

@@ -13,6 +13,28 @@ from torch.utils.data import Dataset
 from .dataset import open_dataset
 
 
+def crop_origin(seed: int, epoch: int, index: int, room: tuple[int, int]) -> tuple[int, int]:
+    """Random (top, left) crop origin in ``0 .. room`` (inclusive) from ``(seed, epoch, index)`` alone,
+    so crops do not depend on worker count or order."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, epoch, index]))
+    return int(rng.integers(room[0] + 1)), int(rng.integers(room[1] + 1))
+
+
+def rf_pair_tensors(pre: np.ndarray, post: np.ndarray, normalize: bool = True) -> dict[str, torch.Tensor]:
+    """``{"pre", "post"}`` as float32 (1, H, W) tensors, both divided by ``pre``'s RF std when ``normalize``.
+
+    Displacement estimation is scale-free; dividing keeps network inputs O(1)
+    whatever the scanner's or simulator's gain (a flat crop is left unscaled).
+    """
+    if normalize:
+        scale = float(pre.std()) or 1.0
+        pre, post = pre / scale, post / scale
+    return {
+        "pre": torch.from_numpy(np.ascontiguousarray(pre[None], dtype=np.float32)),
+        "post": torch.from_numpy(np.ascontiguousarray(post[None], dtype=np.float32)),
+    }
+
+
 class RFPairDataset(Dataset):
     """Serves pre/post RF, ground-truth displacement and ROI masks.
 
@@ -88,8 +110,7 @@ class RFPairDataset(Dataset):
         room_h, room_w = self.height - self.crop[0], self.width - self.crop[1]
         if not self.random_crop:
             return room_h // 2, room_w // 2
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
-        return int(rng.integers(room_h + 1)), int(rng.integers(room_w + 1))
+        return crop_origin(self.seed, self.epoch, index, (room_h, room_w))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < self.n_pairs:
@@ -99,15 +120,9 @@ class RFPairDataset(Dataset):
         top, left = self._offset(index)
         h, w = self.crop or (self.height, self.width)
         rows, cols = slice(top, top + h), slice(left, left + w)
-        pre = f["pre"][index, rows, cols]
-        post = f["post"][index, rows, cols]
-        if self.normalize:
-            scale = float(pre.std()) or 1.0
-            pre, post = pre / scale, post / scale
         labels = f["labels"][index, rows, cols]
         return {
-            "pre": torch.from_numpy(np.ascontiguousarray(pre[None], dtype=np.float32)),
-            "post": torch.from_numpy(np.ascontiguousarray(post[None], dtype=np.float32)),
+            **rf_pair_tensors(f["pre"][index, rows, cols], f["post"][index, rows, cols], self.normalize),
             "displacement": torch.from_numpy(f["displacement"][index, :, rows, cols]),
             "inclusion_mask": torch.from_numpy((labels > 0) & (labels < 255))[None],
             "background_mask": torch.from_numpy(labels == 0)[None],
