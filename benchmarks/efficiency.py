@@ -81,12 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     pair = simulate_pair(simulation_config(n_samples=args.samples, n_lines=args.lines), seed=0)
     gpu = {"auto": None, "on": True, "off": False}[args.gpu]
+    tile = None if args.whole_frame else crop
     table = measure_efficiency(
         pair.pre,
         pair.post,
         networks,
         trackers,
-        tile=None if args.whole_frame else crop,
+        tile=tile,
         repeats=args.repeats,
         threads=args.threads,
         gpu=gpu,
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats,
             "cpu_threads": args.threads,
             **settings,
-            "tile": None if args.whole_frame else settings["tile"],
+            "tile": list(tile) if tile else None,
             "methods": {
                 k: {c: (None if v != v else float(v)) for c, v in row.items()} for k, row in table.iterrows()
             },

@@ -92,13 +92,7 @@ def estimator_latency_ms(estimator, pre, post, *, repeats: int = 5, warmup: int 
     estimators return host arrays, so GPU work is complete when the call returns)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    times = []
-    for i in range(warmup + repeats):
-        t0 = time.perf_counter()
-        estimator(pre, post)
-        if i >= warmup:
-            times.append(1e3 * (time.perf_counter() - t0))
-    return float(statistics.median(times))
+    return round_robin_ms({"call": lambda: estimator(pre, post)}, repeats, warmup)["call"]
 
 
 def round_robin_ms(calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
