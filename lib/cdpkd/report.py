@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_path, write_json, write_text
-from .runtime import device_description, git_sha, numerics, utc_now
+from .runtime import run_stamp
 
 
 def markdown_table(df: Any, float_format: str = "{:.4g}") -> str:
@@ -75,10 +75,7 @@ class NotebookReport:
         payload = {
             "notebook": self.stem,
             "profile": self.profile,
-            "device": device_description(),
-            "numerics": numerics(),
-            "git_sha": git_sha(),
-            "date": utc_now(),
+            **run_stamp(),
             "methods": methods,
             **extra,
         }

@@ -112,12 +112,11 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
+def run_stamp() -> dict[str, object]:
+    """Which code ran where and when: git SHA, date, device and :func:`numerics` (cheap: no library scan)."""
+    return {"git_sha": git_sha(), "date": utc_now(), "device": device_description(), "numerics": numerics()}
+
+
 def provenance() -> dict[str, object]:
-    """The standard provenance block for result files."""
-    return {
-        "git_sha": git_sha(),
-        "date": utc_now(),
-        "device": device_description(),
-        "numerics": numerics(),
-        "versions": library_versions(),
-    }
+    """The standard provenance block for result files: :func:`run_stamp` plus library versions."""
+    return {**run_stamp(), "versions": library_versions()}
