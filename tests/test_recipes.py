@@ -1,6 +1,9 @@
 """Unsupervised recipe: trains, caches by its settings, reloads; overfits one pair; bad settings fail."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -154,10 +157,6 @@ def test_training_repeats_bit_for_bit_in_fresh_processes(train_set, tmp_path):
     Guards against order that depends on the process (set/dict iteration under
     PYTHONHASHSEED, unseeded RNGs, stale module state), which in-process tests miss.
     """
-    import os
-    import subprocess
-    import sys
-
     digests = []
     for run, hash_seed in enumerate(("1", "2")):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}

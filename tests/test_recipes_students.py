@@ -171,10 +171,9 @@ def _assert_reloads_at_budget(path, budget):
 
 def test_dpnet_recipe_trains_at_budget_and_is_cached(train_set, teacher_dir, tmp_path):
     torch.set_num_threads(1)
-    budget = StudentBudget(0.4, 0.5, 2)
-    recipe = DPNetRecipe(budget=budget, crop=CROP, steps=3, batch_size=2, warmup_steps=1, val_pairs=1, seed=0)
+    recipe = DPNetRecipe(budget=BUDGET, crop=CROP, steps=3, batch_size=2, warmup_steps=1, val_pairs=1, seed=0)
     path = ensure_dpnet(tmp_path, recipe, teacher_dir, train_set)
-    _assert_reloads_at_budget(path, budget)
+    _assert_reloads_at_budget(path, BUDGET)
     assert (path / "metrics.csv").is_file()
     stamp = (path / "model.pt").stat().st_mtime_ns
     assert ensure_dpnet(tmp_path, recipe, teacher_dir, train_set) == path
@@ -185,7 +184,6 @@ def test_dpnet_recipe_trains_at_budget_and_is_cached(train_set, teacher_dir, tmp
 def test_cdp_kdnet_recipe_reaches_the_budget(train_set, teacher_dir, tmp_path, criterion, distiller):
     """A seeded run prunes dynamically under the curriculum with distillation and ends at the budget."""
     torch.set_num_threads(1)
-    budget = BUDGET
     recipe = _tiny_cdp(
         steps=6,
         val_pairs=1,
@@ -197,7 +195,7 @@ def test_cdp_kdnet_recipe_reaches_the_budget(train_set, teacher_dir, tmp_path, c
         end_step_fraction=0.5,
     )
     path = ensure_cdp_kdnet(tmp_path, recipe, teacher_dir, train_set)
-    report = _assert_reloads_at_budget(path, budget)
+    report = _assert_reloads_at_budget(path, BUDGET)
     assert len(report["difficulty"]) == 3  # 4 pairs, 1 held out for validation
     log = (path / "prune_metrics.csv").read_text().splitlines()
     header = log[0].split(",")
@@ -212,7 +210,7 @@ def test_cdp_kdnet_recipe_reaches_the_budget(train_set, teacher_dir, tmp_path, c
         assert key in header, key
     last = dict(zip(header, log[-1].split(",")))
     assert float(last["prune_progress"]) == 1.0
-    assert float(last["prune_params_fraction"]) <= budget.params_fraction
+    assert float(last["prune_params_fraction"]) <= BUDGET.params_fraction
     assert (path / "finetune_metrics.csv").is_file()
 
 
@@ -220,11 +218,10 @@ def test_cdp_kdnet_ablations_static_pruning_without_distillation(train_set, teac
     """The ablation's "static pruning" (masks fixed after the first step) and "no distillation" (no kd
     terms computed at all) still end at the budget."""
     torch.set_num_threads(1)
-    budget = BUDGET
     recipe = _tiny_cdp(val_pairs=1, prune_end=0.0, kd_weight=0.0, kd_final_weight=None)
     assert recipe.prune_steps == (0, 1) and not recipe.distills
     path = ensure_cdp_kdnet(tmp_path, recipe, teacher_dir, train_set)
-    _assert_reloads_at_budget(path, budget)
+    _assert_reloads_at_budget(path, BUDGET)
     log = (path / "prune_metrics.csv").read_text().splitlines()
     header = log[0].split(",")
     assert "loss_kd_total" not in header and "loss_unsup_total" in header
@@ -269,9 +266,8 @@ def test_every_ablation_distiller_trains_through_pruning_and_finetuning(
 
     torch.set_num_threads(1)
     name, options = DISTILLATION_METHODS[label]
-    budget = BUDGET
     recipe = _tiny_cdp(steps=3, distiller=name, distiller_options=options)
     path = ensure_cdp_kdnet(tmp_path, recipe, teacher_dir, train_set)
-    _assert_reloads_at_budget(path, budget)
+    _assert_reloads_at_budget(path, BUDGET)
     header = (path / "finetune_metrics.csv").read_text().splitlines()[0].split(",")
     assert "loss_kd_total" in header
