@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from cdpkd.evaluation import METRICS, evaluate_estimators, pair_metrics
+from cdpkd.evaluation import METRICS, evaluate_estimators, pair_metrics, per_pair_table
 from cdpkd.metrics import axial_strain
 from cdpkd.sim import read_pair
 from cdpkd.sim.dataset import write_dataset
@@ -65,3 +65,24 @@ def test_bad_estimates_are_rejected(test_set):
         pair_metrics(broken, pair.displacement, pair.pre, pair.post, pair.labels, **kwargs)
     with pytest.raises(ValueError, match="returned shape"):
         evaluate_estimators({"bad": lambda pre, post: np.zeros((2, 8, 8), np.float32)}, test_set)
+
+
+def test_per_pair_table_lists_every_pair_with_its_applied_strain(test_set):
+    truths = {i: read_pair(test_set, i).displacement for i in range(2)}
+    order = iter([0, 1])
+    result = evaluate_estimators(
+        {"zero": lambda pre, post: np.zeros_like(truths[0]), "oracle": lambda pre, post: truths[next(order)]},
+        test_set,
+    )
+    table = per_pair_table(result, test_set)
+    assert list(table.columns) == ["applied_strain_pct", "inclusions", "zero", "oracle"]
+    assert list(table.index) == [0, 1]
+    for i in range(2):
+        meta = read_pair(test_set, i).meta
+        assert table.loc[i, "applied_strain_pct"] == pytest.approx(100 * meta["applied_strain"])
+        assert table.loc[i, "inclusions"] == meta["n_inclusions"]
+        expected = result.per_pair.query(f"method == 'zero' and pair == {i}")["strain_rmse"].item()
+        assert table.loc[i, "zero"] == expected
+    assert (table["oracle"] < 1e-6).all()
+    with pytest.raises(ValueError, match="unknown metric"):
+        per_pair_table(result, test_set, metric="nope")

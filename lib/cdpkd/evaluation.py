@@ -127,3 +127,20 @@ def evaluate_estimators(
     per_pair = pd.DataFrame(rows)
     summary = per_pair.groupby("method", sort=False)[list(METRICS)].mean()
     return Evaluation(per_pair=per_pair, summary=summary, estimates=estimates)
+
+
+def per_pair_table(evaluation: Evaluation, dataset: str | os.PathLike, metric: str = "strain_rmse") -> pd.DataFrame:
+    """One row per test pair: its applied strain (%), number of inclusions and ``metric`` of every method.
+
+    The mean in :attr:`Evaluation.summary` can be dominated by a few pairs; this
+    table shows which (index ``pair``; one column per method, in evaluation order).
+    """
+    if metric not in evaluation.per_pair:
+        raise ValueError(f"per_pair_table: unknown metric {metric!r}; have {list(evaluation.per_pair.columns)}")
+    methods = list(dict.fromkeys(evaluation.per_pair["method"]))
+    table = evaluation.per_pair.pivot(index="pair", columns="method", values=metric)[methods]
+    table.columns.name = None
+    metas = [read_pair(dataset, int(i)).meta for i in table.index]
+    table.insert(0, "applied_strain_pct", [100.0 * float(m["applied_strain"]) for m in metas])
+    table.insert(1, "inclusions", [int(m["n_inclusions"]) for m in metas])
+    return table

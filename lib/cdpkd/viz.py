@@ -252,3 +252,22 @@ def quality_vs_cost(
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     return fig
+
+
+def per_pair_scatter(table: Any, methods: list[str], metric: str = "strain_rmse") -> Any:
+    """``metric`` of every test pair against its applied strain, one marker colour per method (log y).
+
+    ``table``: the frame of :func:`cdpkd.evaluation.per_pair_table`; pairs are labelled by index so
+    the outliers can be found in the table.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), constrained_layout=True)
+    strain = table["applied_strain_pct"].to_numpy(dtype=float)
+    for i, name in enumerate(methods):
+        ax.plot(strain, table[name].to_numpy(dtype=float), "o", color=f"C{i}", ms=5, alpha=0.8, label=name)
+    top = table[methods].max(axis=1).to_numpy(dtype=float)
+    for pair, x, y in zip(table.index, strain, top):
+        ax.annotate(str(pair), (x, y), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=6)
+    ax.set(xlabel="applied strain (%)", yscale="log", title=METRIC_LABELS.get(metric, metric) + ", per test pair")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return fig
