@@ -30,7 +30,7 @@ test: setup
 	$(PY) -m pytest
 
 lint: setup
-	$(PY) -m ruff check lib tests benchmarks notebooks
+	$(PY) -m ruff check lib tests benchmarks studies notebooks
 
 clean-smoke:
 	rm -rf results/smoke data/smoke

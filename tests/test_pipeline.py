@@ -6,7 +6,13 @@ import nbformat
 import pytest
 
 from cdpkd import pipeline
-from cdpkd.pipeline import PipelineError, list_notebooks, load_profile, notebook_parameters
+from cdpkd.pipeline import (
+    PipelineError,
+    list_notebooks,
+    load_profile,
+    notebook_parameters,
+    resolved_parameters,
+)
 
 
 def make_notebook(path, body):
@@ -94,3 +100,27 @@ def test_repository_profiles_fit_the_notebooks():
             notebook_parameters(profile, nb)
         listed = set(profile.notebooks)
         assert listed <= {nb.stem for nb in notebooks}, f"{name}.yaml names unknown notebooks {listed}"
+
+
+def test_resolved_parameters_are_notebook_defaults_updated_by_the_profile():
+    notebook = next(nb for nb in list_notebooks() if nb.stem == "01_teacher")
+    smoke = resolved_parameters("smoke", notebook)
+    cpu = resolved_parameters("cpu", notebook)
+    profile = load_profile("cpu")
+    assert smoke["profile"] == "smoke" and cpu["profile"] == "cpu"
+    assert cpu["teacher_steps"] == profile.common["teacher_steps"] != smoke["teacher_steps"]
+    # a parameter no profile sets keeps the notebook's default, parsed as a Python literal
+    assert "fs_mhz" not in profile.common and cpu["fs_mhz"] == smoke["fs_mhz"] == 40.0
+    assert isinstance(smoke["teacher_refine"], dict)
+
+
+def test_resolved_parameters_reject_a_non_literal_default(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("profile = 'smoke'\nsteps = int('3')")
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells.append(cell)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "00_x.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(PipelineError, match="steps .* is not a literal"):
+        resolved_parameters("smoke", path)

@@ -27,6 +27,7 @@ that already succeeded with the same parameters at the same commit.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import shutil
@@ -110,6 +111,21 @@ def notebook_parameters(profile: Profile, notebook: Path) -> dict[str, Any]:
     params.update(own)
     params["profile"] = profile.name
     return params
+
+
+def resolved_parameters(profile_name: str, notebook: Path) -> dict[str, Any]:
+    """Every parameter a notebook runs with under a profile: the defaults of its ``parameters`` cell
+    (Python literals), updated by :func:`notebook_parameters`. For scripts that must build what a
+    notebook builds (same recipes, so the same cached artifacts)."""
+    import papermill
+
+    defaults = {}
+    for name, spec in papermill.inspect_notebook(str(notebook)).items():
+        try:
+            defaults[name] = ast.literal_eval(spec["default"])
+        except (ValueError, SyntaxError) as err:
+            raise PipelineError(f"{notebook.name}: parameter {name} = {spec['default']!r} is not a literal") from err
+    return {**defaults, **notebook_parameters(load_profile(profile_name), notebook)}
 
 
 def _select(notebooks: list[Path], only: list[str] | None) -> list[Path]:

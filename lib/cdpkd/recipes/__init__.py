@@ -18,6 +18,7 @@ from .unsupervised import (
     ensure_teacher,
     ensure_unsupervised_model,
     load_trained,
+    refinement_recipe,
     train_unsupervised,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "ensure_cdp_kdnet",
     "ensure_dpnet",
     "ensure_teacher",
+    "refinement_recipe",
     "ensure_unsupervised_model",
     "load_trained",
     "one_shot_prune",

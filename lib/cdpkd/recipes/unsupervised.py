@@ -272,16 +272,23 @@ def ensure_teacher(
     base = ensure_unsupervised_model(root, "teacher", recipe, train_path, profile=profile, device=device)
     if not refine:
         return [base]
+    stage = refinement_recipe(recipe, refine, f"teacher/{base.name}")
+    refined = ensure_unsupervised_model(root, "teacher", stage, train_path, profile=profile, device=device)
+    return [base, refined]
+
+
+def refinement_recipe(recipe: UnsupervisedRecipe, refine: dict[str, Any], init_from: str) -> UnsupervisedRecipe:
+    """A refinement stage of ``recipe``: the ``refine`` fields changed (``loss`` entries update the
+    base loss settings), starting from the artifact ``init_from`` (e.g. ``"teacher/<key>"``),
+    validating on tiles unless ``refine`` says otherwise."""
     changes = dict(refine)
     loss = {**recipe.loss, **changes.pop("loss", {})}
     unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(recipe)})
     if unknown:
         raise ValueError(f"refine: {unknown} are not fields of UnsupervisedRecipe")
-    stage = dataclasses.replace(
-        recipe, **{"val_tile": True, **changes}, loss=loss, init_from=f"teacher/{base.name}"
-    )
-    refined = ensure_unsupervised_model(root, "teacher", stage, train_path, profile=profile, device=device)
-    return [base, refined]
+    if "init_from" in changes:
+        raise ValueError("refine: init_from is set by the stage (the artifact it continues from), not by refine")
+    return dataclasses.replace(recipe, **{"val_tile": True, **changes}, loss=loss, init_from=init_from)
 
 
 def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:

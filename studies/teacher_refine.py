@@ -1,0 +1,122 @@
+"""Which loss weights should the teacher's refinement stage use? (the teacher issue's open gap)
+
+Trains refinement stages that continue from notebook 01's cached base teacher, each with other
+recipe fields (a JSON object like the profile's ``teacher_refine``; ``loss`` entries update the
+base loss settings), and scores every stage on the simulated test set exactly as notebook 01
+does: overlapping tiles of the training crop, the same strain window and border. The teacher
+recipe, datasets and evaluation settings are notebook 01's parameters under ``--profile`` (its
+defaults updated by ``profiles/<profile>.yaml``), so the base stage and the profile's own
+refinement are cache hits of ``make reproduce``'s artifacts.
+
+    python studies/teacher_refine.py --profile cpu \
+        --variant profile='{}' \
+        --variant final-weighted='{"steps": 400, "lr": 2e-4, "warmup_steps": 10, "val_every": 200,
+                                   "loss": {"smooth_weight": 0.5, "final_weight": 2.0, "level_decay": 0.5}}'
+
+``profile`` as a variant name with ``{}`` means the profile's own ``teacher_refine``. A variant
+may continue from another one instead of the base: ``"after": "<variant name>"``. Writes
+``studies/results/teacher_refine_<profile>.json`` (provenance, every variant's artifact, mean and
+median metrics, per-pair strain RMSE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cdpkd.atomic import write_text
+from cdpkd.estimators import network_estimator
+from cdpkd.evaluation import evaluate_estimators, per_pair_table
+from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
+from cdpkd.recipes import UnsupervisedRecipe, ensure_unsupervised_model, load_trained, refinement_recipe
+from cdpkd.runtime import provenance
+from cdpkd.sim.study import simulation_config, study_datasets
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
+
+
+def base_recipe(p: dict[str, Any]) -> UnsupervisedRecipe:
+    """The base stage's recipe, built from the parameters as notebook 01 builds it."""
+    return UnsupervisedRecipe(
+        model=p["teacher_model"], model_overrides=p["teacher_model_overrides"],
+        crop=(p["teacher_crop_samples"], p["teacher_crop_lines"]), steps=p["teacher_steps"],
+        batch_size=p["teacher_batch_size"], lr=p["teacher_lr"], warmup_steps=p["teacher_warmup_steps"],
+        val_pairs=p["val_pairs"], val_every=p["teacher_val_every"], loss=p["teacher_loss_overrides"],
+        strain_window=p["strain_window"], seed=p["seed"],
+    )
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    name, sep, spec = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--variant takes NAME=JSON, got {text!r}")
+    try:
+        changes = json.loads(spec)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"--variant {name}: invalid JSON ({err})") from err
+    if not isinstance(changes, dict):
+        raise argparse.ArgumentTypeError(f"--variant {name}: the JSON must be an object")
+    return name, changes
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data", help="artifact root (make reproduce's)")
+    parser.add_argument("--variant", type=parse_variant, action="append", required=True, metavar="NAME=JSON")
+    parser.add_argument("--out", type=Path, default=None, help="default studies/results/teacher_refine_<profile>.json")
+    args = parser.parse_args(argv)
+
+    p = resolved_parameters(args.profile, NOTEBOOK)
+    config = simulation_config(
+        n_samples=p["n_samples"], n_lines=p["n_lines"], fs_mhz=p["fs_mhz"], fc_mhz=p["fc_mhz"],
+        pitch_mm=p["pitch_mm"], snr_db=p["snr_db"], strain_min=p["strain_min"], strain_max=p["strain_max"],
+    )
+    paths = study_datasets(args.data_dir, seed=p["seed"], n_train=p["n_train"], n_test=p["n_test"], config=config,
+                           workers=p["workers"])
+    base = base_recipe(p)
+    common = dict(profile=args.profile)
+    base_dir = ensure_unsupervised_model(args.data_dir, "teacher", base, paths["train"], **common)
+    tile = base.crop if p["tiled_inference"] else None
+    out = args.out or ROOT / "studies" / "results" / f"teacher_refine_{args.profile}.json"
+    result = {
+        **provenance(), "profile": args.profile, "base_artifact": base_dir.name, "base_recipe": base.to_dict(),
+        "evaluation": {"tile": list(tile) if tile else None, "overlap": p["tile_overlap"],
+                       "strain_window": p["strain_window"], "border": [p["border_samples"], p["border_lines"]],
+                       "test_pairs": p["n_test"]},
+        "variants": [],
+    }
+    done: dict[str, Path] = {}
+    for name, changes in args.variant:
+        changes = dict(p["teacher_refine"]) if name == "profile" and not changes else dict(changes)
+        after = changes.pop("after", None)
+        if after is not None and after not in done:
+            raise SystemExit(f"variant {name}: 'after' names {after!r}, not an earlier variant ({list(done)})")
+        start = done[after] if after else base_dir
+        recipe = refinement_recipe(base, changes, f"teacher/{start.name}")
+        stage = ensure_unsupervised_model(args.data_dir, "teacher", recipe, paths["train"], **common)
+        done[name] = stage
+        estimator = network_estimator(load_trained(stage), "cpu", tile=tile, overlap=p["tile_overlap"])
+        evaluation = evaluate_estimators({name: estimator}, paths["test"], strain_window=p["strain_window"],
+                                         border=(p["border_samples"], p["border_lines"]))
+        per_pair = per_pair_table(evaluation, paths["test"])
+        mean = evaluation.summary.loc[name].drop("time_per_frame_ms")
+        result["evaluation"]["applied_strain_pct"] = [float(x) for x in per_pair["applied_strain_pct"]]
+        result["variants"].append({
+            "name": name, "changes": changes, "after": after, "artifact": stage.name, "init_from": recipe.init_from,
+            "mean": {k: float(v) for k, v in mean.items()},
+            "median_strain_rmse": float(per_pair[name].median()),
+            "per_pair_strain_rmse": [float(x) for x in per_pair[name]],
+        })
+        write_text(out, json.dumps(result, indent=1) + "\n")  # after every variant: a stopped study keeps its rows
+        print(f"{name}: artifact {stage.name}; strain RMSE mean {mean['strain_rmse']:.3e}, "
+              f"median {per_pair[name].median():.3e}; SNRe {mean['snre']:.2f} -> {out}", flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

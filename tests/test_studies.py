@@ -1,0 +1,66 @@
+"""studies/teacher_refine.py on the smoke profile: the profile variant is notebook 01's own refinement
+stage (the same cached artifact), a chained variant continues from it, the JSON has every pair."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from cdpkd.recipes import UnsupervisedRecipe, ensure_teacher, refinement_recipe
+from cdpkd.sim.study import simulation_config, study_datasets
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("teacher_refine_study", ROOT / "studies" / "teacher_refine.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_refine_study_matches_notebook_01_and_chains(study, tmp_path):
+    out = tmp_path / "study.json"
+    result = study.main([
+        "--profile", "smoke", "--data-dir", str(tmp_path), "--out", str(out),
+        "--variant", "profile={}",
+        "--variant", 'longer={"steps": 4, "lr": 1e-4, "after": "profile", "loss": {"final_weight": 2.0}}',
+    ])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    first, second = result["variants"]
+    # the same stage notebook 01 trains (its recipe, its cache key): a cache hit here
+    p = study.resolved_parameters("smoke", study.NOTEBOOK)
+    config = simulation_config(n_samples=p["n_samples"], n_lines=p["n_lines"], fs_mhz=p["fs_mhz"],
+                               fc_mhz=p["fc_mhz"], pitch_mm=p["pitch_mm"], snr_db=p["snr_db"],
+                               strain_min=p["strain_min"], strain_max=p["strain_max"])
+    paths = study_datasets(tmp_path, seed=p["seed"], n_train=p["n_train"], n_test=p["n_test"], config=config,
+                           workers=1)
+    stages = ensure_teacher(tmp_path, study.base_recipe(p), paths["train"], refine=p["teacher_refine"],
+                            profile="smoke")
+    assert first["artifact"] == stages[-1].name and result["base_artifact"] == stages[0].name
+    assert second["init_from"] == f"teacher/{first['artifact']}" and second["after"] == "profile"
+    for row in (first, second):
+        assert len(row["per_pair_strain_rmse"]) == p["n_test"]
+        assert row["mean"]["strain_rmse"] == pytest.approx(sum(row["per_pair_strain_rmse"]) / p["n_test"])
+    assert {"git_sha", "date", "device", "numerics", "versions"} <= set(result)
+
+
+def test_refine_study_rejects_bad_variants(study, tmp_path):
+    with pytest.raises(SystemExit):
+        study.main(["--profile", "smoke", "--data-dir", str(tmp_path), "--variant", "no-json"])
+    with pytest.raises(SystemExit, match="not an earlier variant"):
+        study.main(["--profile", "smoke", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x.json"),
+                    "--variant", 'a={"steps": 2, "after": "b"}'])
+
+
+def test_refinement_recipe_rejects_unknown_fields_and_init_from():
+    base = UnsupervisedRecipe(model="umen_teacher_smoke", crop=(64, 16), steps=4, loss={"level_decay": 1.0})
+    stage = refinement_recipe(base, {"steps": 2, "loss": {"smooth_weight": 0.5}}, "teacher/abc")
+    assert stage.loss == {"level_decay": 1.0, "smooth_weight": 0.5} and stage.val_tile and stage.steps == 2
+    assert stage.init_from == "teacher/abc"
+    with pytest.raises(ValueError, match="not fields"):
+        refinement_recipe(base, {"stepz": 2}, "teacher/abc")
+    with pytest.raises(ValueError, match="init_from is set by the stage"):
+        refinement_recipe(base, {"init_from": "teacher/x"}, "teacher/abc")
