@@ -21,10 +21,15 @@ def study():
     return module
 
 
-def test_refine_study_matches_notebook_01_and_chains(study, tmp_path):
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):  # shared: the datasets and base teacher are built once
+    return tmp_path_factory.mktemp("study_data")
+
+
+def test_refine_study_matches_notebook_01_and_chains(study, data_root, tmp_path):
     out = tmp_path / "study.json"
     result = study.main([
-        "--profile", "smoke", "--data-dir", str(tmp_path), "--out", str(out),
+        "--profile", "smoke", "--data-dir", str(data_root), "--out", str(out),
         "--variant", "profile={}",
         "--variant", 'longer={"steps": 4, "lr": 1e-4, "after": "profile", "loss": {"final_weight": 2.0}}',
     ])
@@ -35,9 +40,9 @@ def test_refine_study_matches_notebook_01_and_chains(study, tmp_path):
     config = simulation_config(n_samples=p["n_samples"], n_lines=p["n_lines"], fs_mhz=p["fs_mhz"],
                                fc_mhz=p["fc_mhz"], pitch_mm=p["pitch_mm"], snr_db=p["snr_db"],
                                strain_min=p["strain_min"], strain_max=p["strain_max"])
-    paths = study_datasets(tmp_path, seed=p["seed"], n_train=p["n_train"], n_test=p["n_test"], config=config,
+    paths = study_datasets(data_root, seed=p["seed"], n_train=p["n_train"], n_test=p["n_test"], config=config,
                            workers=1)
-    stages = ensure_teacher(tmp_path, study.base_recipe(p), paths["train"], refine=p["teacher_refine"],
+    stages = ensure_teacher(data_root, study.base_recipe(p), paths["train"], refine=p["teacher_refine"],
                             profile="smoke")
     assert first["artifact"] == stages[-1].name and result["base_artifact"] == stages[0].name
     assert second["init_from"] == f"teacher/{first['artifact']}" and second["after"] == "profile"
@@ -47,11 +52,11 @@ def test_refine_study_matches_notebook_01_and_chains(study, tmp_path):
     assert {"git_sha", "date", "device", "numerics", "versions"} <= set(result)
 
 
-def test_refine_study_rejects_bad_variants(study, tmp_path):
+def test_refine_study_rejects_bad_variants(study, data_root, tmp_path):
     with pytest.raises(SystemExit):
-        study.main(["--profile", "smoke", "--data-dir", str(tmp_path), "--variant", "no-json"])
+        study.main(["--profile", "smoke", "--data-dir", str(data_root), "--variant", "no-json"])
     with pytest.raises(SystemExit, match="not an earlier variant"):
-        study.main(["--profile", "smoke", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x.json"),
+        study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "x.json"),
                     "--variant", 'a={"steps": 2, "after": "b"}'])
 
 
