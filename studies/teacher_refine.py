@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cdpkd.atomic import write_text
-from cdpkd.estimators import network_estimator
+from cdpkd.estimators import default_device, network_estimator
 from cdpkd.evaluation import evaluate_estimators, per_pair_table
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
 from cdpkd.recipes import UnsupervisedRecipe, ensure_unsupervised_model, load_trained, refinement_recipe
@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         recipe = refinement_recipe(base, changes, f"teacher/{start.name}")
         stage = ensure_unsupervised_model(args.data_dir, "teacher", recipe, paths["train"], **common)
         done[name] = stage
-        estimator = network_estimator(load_trained(stage), "cpu", tile=tile, overlap=p["tile_overlap"])
+        device = default_device()  # as notebook 01 evaluates
+        estimator = network_estimator(load_trained(stage, device), device, tile=tile, overlap=p["tile_overlap"])
         evaluation = evaluate_estimators({name: estimator}, paths["test"], strain_window=p["strain_window"],
                                          border=(p["border_samples"], p["border_lines"]))
         per_pair = per_pair_table(evaluation, paths["test"])
