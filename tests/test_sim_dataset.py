@@ -13,6 +13,7 @@ from cdpkd.sim import (
     ensure_dataset,
     open_dataset,
     read_config,
+    read_metas,
     read_pair,
     simulate_pair,
     write_dataset,
@@ -43,6 +44,7 @@ def test_round_trip_matches_direct_simulation(dataset):
         for name in ("pre", "post", "displacement", "stiffness", "echogenicity", "labels"):
             assert np.array_equal(getattr(stored, name), getattr(direct, name)), name
         assert stored.meta == direct.meta
+    assert read_metas(path) == [read_pair(path, i).meta for i in range(3)]
     with h5py.File(path) as f:
         assert f.attrs["fs_hz"] == config.imaging.fs_hz
         assert f["displacement"].shape == (3, 2, 256, 32)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import axial_strain, cnr_db, disp_rmse, snre, strain_rmse, warp_ncc
-from .sim import read_pair
+from .sim import read_metas, read_pair
 from .sim.dataset import open_dataset
 
 Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -140,7 +140,8 @@ def per_pair_table(evaluation: Evaluation, dataset: str | os.PathLike, metric: s
     methods = list(dict.fromkeys(evaluation.per_pair["method"]))
     table = evaluation.per_pair.pivot(index="pair", columns="method", values=metric)[methods]
     table.columns.name = None
-    metas = [read_pair(dataset, int(i)).meta for i in table.index]
+    all_metas = read_metas(dataset)
+    metas = [all_metas[int(i)] for i in table.index]
     table.insert(0, "applied_strain_pct", [100.0 * float(m["applied_strain"]) for m in metas])
     table.insert(1, "inclusions", [int(m["n_inclusions"]) for m in metas])
     return table

@@ -4,7 +4,15 @@ Everything but :class:`RFPairDataset` is NumPy/SciPy only, so parallel
 simulation workers never import torch.
 """
 
-from .dataset import ensure_dataset, open_dataset, pair_seed, read_config, read_pair, write_dataset
+from .dataset import (
+    ensure_dataset,
+    open_dataset,
+    pair_seed,
+    read_config,
+    read_metas,
+    read_pair,
+    write_dataset,
+)
 from .fem import Compression, FemSolution, solve_compression
 from .imaging import ImagingConfig, Scatterers
 from .pair import SimulatedPair, SimulationConfig, random_scatterers, simulate_pair
@@ -29,6 +37,7 @@ __all__ = [
     "random_phantom",
     "random_scatterers",
     "read_config",
+    "read_metas",
     "read_pair",
     "simulate_pair",
     "simulate_rf",

@@ -186,6 +186,12 @@ def read_config(path: str | os.PathLike) -> SimulationConfig:
         return SimulationConfig.from_dict(json.loads(f.attrs["config_json"]))
 
 
+def read_metas(path: str | os.PathLike) -> list[dict]:
+    """Every pair's metadata (applied strain, inclusions, seeds, ...), in pair order, without the frames."""
+    with open_dataset(path) as f:
+        return json.loads(f.attrs["pairs_json"])
+
+
 def read_pair(path: str | os.PathLike, index: int) -> SimulatedPair:
     """Load pair ``index`` of a dataset (whole frames)."""
     with open_dataset(path) as f:
