@@ -16,7 +16,7 @@ refinement are cache hits of ``make reproduce``'s artifacts.
 ``profile`` as a variant name with ``{}`` means the profile's own ``teacher_refine``. A variant
 may continue from another one instead of the base: ``"after": "<variant name>"``. Writes
 ``studies/results/teacher_refine_<profile>.json`` (provenance, every variant's artifact, mean and
-median metrics, per-pair strain RMSE).
+median metrics, per-pair strain RMSE, training similarity per pyramid output at the last logged step).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from cdpkd.atomic import write_text
 from cdpkd.estimators import default_device, network_estimator
@@ -107,8 +109,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         per_pair = per_pair_table(evaluation, paths["test"])
         mean = evaluation.summary.loc[name].drop("time_per_frame_ms")
         result["evaluation"]["applied_strain_pct"] = [float(x) for x in per_pair["applied_strain_pct"]]
+        # similarity per pyramid output at the last logged training step: which scales the loss is spent on
+        last_log = pd.read_csv(stage / "metrics.csv").iloc[-1]
+        similarity = {k.removeprefix("loss_similarity_"): float(v) for k, v in last_log.items()
+                      if k.startswith("loss_similarity_")}
         result["variants"].append({
             "name": name, "changes": changes, "after": after, "artifact": stage.name, "init_from": recipe.init_from,
+            "train_similarity_last_step": similarity,
             "mean": {k: float(v) for k, v in mean.items()},
             "median_strain_rmse": float(per_pair[name].median()),
             "per_pair_strain_rmse": [float(x) for x in per_pair[name]],

@@ -48,6 +48,7 @@ def test_refine_study_matches_notebook_01_and_chains(study, data_root, tmp_path)
     assert second["init_from"] == f"teacher/{first['artifact']}" and second["after"] == "profile"
     for row in (first, second):
         assert len(row["per_pair_strain_rmse"]) == p["n_test"]
+        assert "final" in row["train_similarity_last_step"]
         assert row["mean"]["strain_rmse"] == pytest.approx(sum(row["per_pair_strain_rmse"]) / p["n_test"])
     assert {"git_sha", "date", "device", "numerics", "versions"} <= set(result)
 
