@@ -31,8 +31,8 @@ from cdpkd.classic import glue, ncc_block_matching
 from cdpkd.efficiency import Tracker, measure_efficiency
 from cdpkd.models import build_model, count_parameters, get_config
 from cdpkd.models.scaling import overrides_for_parameters
-from cdpkd.pipeline import load_profile
-from cdpkd.recipes import StudentBudget, UnsupervisedRecipe, one_shot_prune
+from cdpkd.pipeline import NOTEBOOK_DIR, load_profile, resolved_parameters
+from cdpkd.recipes import StudentBudget, one_shot_prune, teacher_base_recipe
 from cdpkd.runtime import device_description, provenance
 from cdpkd.sim import simulate_pair
 from cdpkd.sim.study import simulation_config
@@ -41,10 +41,8 @@ from cdpkd.sim.study import simulation_config
 def networks_of(profile_name: str) -> tuple[dict[str, torch.nn.Module], tuple[int, int], dict]:
     """Teacher, budget-pruned student and budget-sized baselines of a profile (random weights)."""
     common = load_profile(profile_name).common
-    teacher_recipe = UnsupervisedRecipe(
-        model=common["teacher_model"], model_overrides=common.get("teacher_model_overrides", {})
-    )
-    crop = (int(common["teacher_crop_samples"]), int(common["teacher_crop_lines"]))
+    teacher_recipe = teacher_base_recipe(resolved_parameters(profile_name, NOTEBOOK_DIR / "01_teacher.ipynb"))
+    crop = teacher_recipe.crop
     teacher = build_model(teacher_recipe.model_config(), seed=0)
     budget = StudentBudget(common["params_fraction"], common["flops_fraction"], common["min_channels"])
     student, report = one_shot_prune(teacher, budget, crop)
@@ -53,8 +51,8 @@ def networks_of(profile_name: str) -> tuple[dict[str, torch.nn.Module], tuple[in
         overrides, _ = overrides_for_parameters(name, int(budget.params_fraction * count_parameters(teacher)))
         networks[name] = build_model(get_config(name).replace(**overrides), seed=0)
     settings = {
-        "teacher_model": common["teacher_model"],
-        "teacher_model_overrides": common.get("teacher_model_overrides", {}),
+        "teacher_model": teacher_recipe.model,
+        "teacher_model_overrides": teacher_recipe.model_overrides,
         "budget": {"params_fraction": budget.params_fraction, "flops_fraction": budget.flops_fraction},
         "student_fractions_at_crop": {k: report[k] for k in ("params_fraction", "flops_fraction")},
         "tile": list(crop),

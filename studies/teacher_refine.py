@@ -1,8 +1,8 @@
 """Which loss weights should the teacher's refinement stage use? (the teacher issue's open gap)
 
 Trains refinement stages that continue from notebook 01's cached base teacher, each with other
-recipe fields (a JSON object like the profile's ``teacher_refine``; ``loss`` entries update the
-base loss settings), and scores every stage on the simulated test set exactly as notebook 01
+recipe fields (a JSON object like one stage of the profile's ``teacher_refine``; ``loss`` entries
+update the loss settings of the stage it continues from), and scores every stage on the simulated test set exactly as notebook 01
 does: overlapping tiles of the training crop, the same strain window and border. The teacher
 recipe, datasets and evaluation settings are notebook 01's parameters under ``--profile`` (its
 defaults updated by ``profiles/<profile>.yaml``), so the base stage and the profile's own
@@ -13,8 +13,9 @@ refinement are cache hits of ``make reproduce``'s artifacts.
         --variant final-weighted='{"steps": 400, "lr": 2e-4, "warmup_steps": 10, "val_every": 200,
                                    "loss": {"smooth_weight": 0.5, "final_weight": 2.0, "level_decay": 0.5}}'
 
-``profile`` as a variant name with ``{}`` means the profile's own ``teacher_refine``. A variant
-may continue from another one instead of the base: ``"after": "<variant name>"``. Writes
+``profile`` as a variant name with ``{}`` means the profile's own ``teacher_refine`` (all its
+stages; the last one is scored). A variant may continue from another one instead of the base:
+``"after": "<variant name>"`` (it then changes that variant's recipe). Writes
 ``studies/results/teacher_refine_<profile>.json`` (provenance, every variant's artifact, mean and
 median metrics, per-pair strain RMSE, training similarity per pyramid output at the last logged step).
 """
@@ -33,23 +34,12 @@ from cdpkd.atomic import write_text
 from cdpkd.estimators import default_device, network_estimator
 from cdpkd.evaluation import evaluate_estimators, per_pair_table
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
-from cdpkd.recipes import UnsupervisedRecipe, ensure_unsupervised_model, load_trained, refinement_recipe
+from cdpkd.recipes import ensure_refined, ensure_unsupervised_model, load_trained, teacher_base_recipe
 from cdpkd.runtime import provenance
 from cdpkd.sim.study import simulation_config, study_datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
-
-
-def base_recipe(p: dict[str, Any]) -> UnsupervisedRecipe:
-    """The base stage's recipe, built from the parameters as notebook 01 builds it."""
-    return UnsupervisedRecipe(
-        model=p["teacher_model"], model_overrides=p["teacher_model_overrides"],
-        crop=(p["teacher_crop_samples"], p["teacher_crop_lines"]), steps=p["teacher_steps"],
-        batch_size=p["teacher_batch_size"], lr=p["teacher_lr"], warmup_steps=p["teacher_warmup_steps"],
-        val_pairs=p["val_pairs"], val_every=p["teacher_val_every"], loss=p["teacher_loss_overrides"],
-        strain_window=p["strain_window"], seed=p["seed"],
-    )
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
@@ -80,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     paths = study_datasets(args.data_dir, seed=p["seed"], n_train=p["n_train"], n_test=p["n_test"], config=config,
                            workers=p["workers"])
-    base = base_recipe(p)
+    base = teacher_base_recipe(p)
     common = dict(profile=args.profile)
     base_dir = ensure_unsupervised_model(args.data_dir, "teacher", base, paths["train"], **common)
     tile = base.crop if p["tiled_inference"] else None
@@ -92,16 +82,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        "test_pairs": p["n_test"]},
         "variants": [],
     }
-    done: dict[str, Path] = {}
+    done = {}  # variant name -> (its last stage's recipe, artifact folder)
     for name, changes in args.variant:
-        changes = dict(p["teacher_refine"]) if name == "profile" and not changes else dict(changes)
+        changes = dict(changes)
         after = changes.pop("after", None)
         if after is not None and after not in done:
             raise SystemExit(f"variant {name}: 'after' names {after!r}, not an earlier variant ({list(done)})")
-        start = done[after] if after else base_dir
-        recipe = refinement_recipe(base, changes, f"teacher/{start.name}")
-        stage = ensure_unsupervised_model(args.data_dir, "teacher", recipe, paths["train"], **common)
-        done[name] = stage
+        refine = p["teacher_refine"] if name == "profile" and not changes else changes
+        if not refine:
+            raise SystemExit(f"variant {name}: no recipe fields to change")
+        start_recipe, start = done[after] if after else (base, base_dir)
+        recipe, stage = ensure_refined(args.data_dir, start_recipe, start, refine, paths["train"], **common)[-1]
+        done[name] = recipe, stage
         device = default_device()  # as notebook 01 evaluates
         estimator = network_estimator(load_trained(stage, device), device, tile=tile, overlap=p["tile_overlap"])
         evaluation = evaluate_estimators({name: estimator}, paths["test"], strain_window=p["strain_window"],
@@ -114,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         similarity = {k.removeprefix("loss_similarity_"): float(v) for k, v in last_log.items()
                       if k.startswith("loss_similarity_")}
         result["variants"].append({
-            "name": name, "changes": changes, "after": after, "artifact": stage.name, "init_from": recipe.init_from,
+            "name": name, "changes": refine, "after": after, "artifact": stage.name, "init_from": recipe.init_from,
             "train_similarity_last_step": similarity,
             "mean": {k: float(v) for k, v in mean.items()},
             "median_strain_rmse": float(per_pair[name].median()),

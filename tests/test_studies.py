@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cdpkd.recipes import UnsupervisedRecipe, ensure_teacher, refinement_recipe
+from cdpkd.recipes import UnsupervisedRecipe, ensure_teacher, refinement_recipe, teacher_base_recipe
 from cdpkd.sim.study import simulation_config, study_datasets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def test_refine_study_matches_notebook_01_and_chains(study, data_root, tmp_path)
                                strain_min=p["strain_min"], strain_max=p["strain_max"])
     paths = study_datasets(data_root, seed=p["seed"], n_train=p["n_train"], n_test=p["n_test"], config=config,
                            workers=1)
-    stages = ensure_teacher(data_root, study.base_recipe(p), paths["train"], refine=p["teacher_refine"],
+    stages = ensure_teacher(data_root, teacher_base_recipe(p), paths["train"], refine=p["teacher_refine"],
                             profile="smoke")
     assert first["artifact"] == stages[-1].name and result["base_artifact"] == stages[0].name
     assert second["init_from"] == f"teacher/{first['artifact']}" and second["after"] == "profile"
@@ -59,6 +59,9 @@ def test_refine_study_rejects_bad_variants(study, data_root, tmp_path):
     with pytest.raises(SystemExit, match="not an earlier variant"):
         study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "x.json"),
                     "--variant", 'a={"steps": 2, "after": "b"}'])
+    with pytest.raises(SystemExit, match="no recipe fields"):
+        study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "x.json"),
+                    "--variant", "empty={}"])
 
 
 def test_refinement_recipe_rejects_unknown_fields_and_init_from():

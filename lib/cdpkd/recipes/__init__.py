@@ -13,12 +13,19 @@ from .students import (
     train_cdp_kdnet,
     train_dpnet,
 )
+from .teacher import (
+    TEACHER_PARAMETERS,
+    ensure_refined,
+    ensure_teacher,
+    final_teacher_loss,
+    refine_stages,
+    refinement_recipe,
+    teacher_base_recipe,
+)
 from .unsupervised import (
     UnsupervisedRecipe,
-    ensure_teacher,
     ensure_unsupervised_model,
     load_trained,
-    refinement_recipe,
     train_unsupervised,
 )
 
@@ -34,8 +41,13 @@ __all__ = [
     "cost_report",
     "ensure_cdp_kdnet",
     "ensure_dpnet",
+    "TEACHER_PARAMETERS",
+    "ensure_refined",
     "ensure_teacher",
+    "final_teacher_loss",
+    "refine_stages",
     "refinement_recipe",
+    "teacher_base_recipe",
     "ensure_unsupervised_model",
     "load_trained",
     "one_shot_prune",

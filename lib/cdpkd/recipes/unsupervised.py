@@ -253,44 +253,6 @@ def ensure_unsupervised_model(
     return path
 
 
-def ensure_teacher(
-    root: str | os.PathLike,
-    recipe: UnsupervisedRecipe,
-    train_path: str | os.PathLike,
-    *,
-    refine: dict[str, Any] | None = None,
-    profile: str = "default",
-    device: str | torch.device | None = None,
-) -> list[Path]:
-    """The teacher's training stages as artifact folders: ``[base]`` or ``[base, refined]``.
-
-    ``refine``: a second stage that continues from the base model with these recipe
-    fields changed (e.g. ``{"steps": 400, "lr": 2e-4, "loss": {"smooth_weight": 0.5}}``;
-    ``loss`` entries update the base loss settings). Its validation runs on tiles.
-    The last folder is the teacher to use.
-    """
-    base = ensure_unsupervised_model(root, "teacher", recipe, train_path, profile=profile, device=device)
-    if not refine:
-        return [base]
-    stage = refinement_recipe(recipe, refine, f"teacher/{base.name}")
-    refined = ensure_unsupervised_model(root, "teacher", stage, train_path, profile=profile, device=device)
-    return [base, refined]
-
-
-def refinement_recipe(recipe: UnsupervisedRecipe, refine: dict[str, Any], init_from: str) -> UnsupervisedRecipe:
-    """A refinement stage of ``recipe``: the ``refine`` fields changed (``loss`` entries update the
-    base loss settings), starting from the artifact ``init_from`` (e.g. ``"teacher/<key>"``),
-    validating on tiles unless ``refine`` says otherwise."""
-    changes = dict(refine)
-    loss = {**recipe.loss, **changes.pop("loss", {})}
-    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(recipe)})
-    if unknown:
-        raise ValueError(f"refine: {unknown} are not fields of UnsupervisedRecipe")
-    if "init_from" in changes:
-        raise ValueError("refine: init_from is set by the stage (the artifact it continues from), not by refine")
-    return dataclasses.replace(recipe, **{"val_tile": True, **changes}, loss=loss, init_from=init_from)
-
-
 def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """The network saved by :func:`ensure_unsupervised_model` in ``path``."""
     return load_model(Path(path) / MODEL_FILE, map_location=device)

@@ -1,0 +1,124 @@
+"""The teacher of notebooks 01-05: its recipe from the notebooks' parameters and its training
+stages (a base run, then refinement stages that continue from it).
+
+One place builds the teacher recipe, so notebooks and scripts that take the same parameters
+(``cdpkd.pipeline.resolved_parameters``) get the same cached artifacts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .unsupervised import UnsupervisedRecipe, ensure_unsupervised_model
+
+# one refinement stage (recipe fields to change), a chain of them, or none
+RefineSpec = dict[str, Any] | list[dict[str, Any]] | None
+
+
+def teacher_base_recipe(params: Mapping[str, Any]) -> UnsupervisedRecipe:
+    """The base stage's recipe from the notebooks' parameters (a notebook's ``globals()`` or
+    :func:`cdpkd.pipeline.resolved_parameters`): ``teacher_model``, ``teacher_model_overrides``,
+    ``teacher_crop_samples``/``_lines``, ``teacher_steps``, ``teacher_batch_size``, ``teacher_lr``,
+    ``teacher_warmup_steps``, ``teacher_val_every``, ``teacher_loss_overrides``, ``val_pairs``,
+    ``strain_window`` and ``seed``."""
+    missing = sorted(set(TEACHER_PARAMETERS) - set(params))
+    if missing:
+        raise KeyError(f"teacher_base_recipe: parameters {missing} are missing")
+    return UnsupervisedRecipe(
+        model=params["teacher_model"], model_overrides=dict(params["teacher_model_overrides"]),
+        crop=(int(params["teacher_crop_samples"]), int(params["teacher_crop_lines"])),
+        steps=int(params["teacher_steps"]), batch_size=int(params["teacher_batch_size"]),
+        lr=float(params["teacher_lr"]), warmup_steps=int(params["teacher_warmup_steps"]),
+        val_pairs=int(params["val_pairs"]), val_every=params["teacher_val_every"],
+        loss=dict(params["teacher_loss_overrides"]), strain_window=int(params["strain_window"]),
+        seed=int(params["seed"]),
+    )
+
+
+TEACHER_PARAMETERS = (
+    "teacher_model", "teacher_model_overrides", "teacher_crop_samples", "teacher_crop_lines", "teacher_steps",
+    "teacher_batch_size", "teacher_lr", "teacher_warmup_steps", "teacher_val_every", "teacher_loss_overrides",
+    "val_pairs", "strain_window", "seed",
+)
+
+
+def ensure_teacher(
+    root: str | os.PathLike,
+    recipe: UnsupervisedRecipe,
+    train_path: str | os.PathLike,
+    *,
+    refine: RefineSpec = None,
+    profile: str = "default",
+    device: str | torch.device | None = None,
+) -> list[Path]:
+    """The teacher's training stages as artifact folders: ``[base, refined...]``.
+
+    ``refine``: refinement stages, each continuing from the previous stage's model with the
+    recipe fields it names changed from the previous stage's recipe (e.g.
+    ``{"steps": 400, "lr": 2e-4, "loss": {"smooth_weight": 0.5}}``; ``loss`` entries update the
+    previous loss settings). One dict = one stage, a list = a chain, None or ``{}`` = none.
+    Refinement stages validate on tiles. The last folder is the teacher to use.
+    """
+    base = ensure_unsupervised_model(root, "teacher", recipe, train_path, profile=profile, device=device)
+    refined = ensure_refined(root, recipe, base, refine, train_path, profile=profile, device=device)
+    return [base, *(path for _, path in refined)]
+
+
+def ensure_refined(
+    root: str | os.PathLike,
+    recipe: UnsupervisedRecipe,
+    start: Path,
+    refine: RefineSpec,
+    train_path: str | os.PathLike,
+    *,
+    profile: str = "default",
+    device: str | torch.device | None = None,
+) -> list[tuple[UnsupervisedRecipe, Path]]:
+    """Refinement stages (``refine`` as in :func:`ensure_teacher`) continuing from the teacher
+    artifact ``start`` that ``recipe`` trained: each stage's recipe and artifact folder."""
+    stages = []
+    for changes in refine_stages(refine):
+        recipe = refinement_recipe(recipe, changes, f"teacher/{start.name}")
+        start = ensure_unsupervised_model(root, "teacher", recipe, train_path, profile=profile, device=device)
+        stages.append((recipe, start))
+    return stages
+
+
+def refine_stages(refine: RefineSpec) -> list[dict[str, Any]]:
+    """``refine`` (see :func:`ensure_teacher`) as a list of stages; rejects anything else."""
+    if not refine:
+        return []
+    stages = [refine] if isinstance(refine, dict) else list(refine)
+    for number, stage in enumerate(stages):
+        if not isinstance(stage, dict) or not stage:
+            raise ValueError(f"refine stage {number}: expected a non-empty dict of recipe fields, got {stage!r}")
+    return stages
+
+
+def final_teacher_loss(recipe: UnsupervisedRecipe, refine: RefineSpec) -> dict[str, Any]:
+    """The loss settings the teacher's last stage trained with: the base ``recipe.loss`` updated
+    by each refinement stage's ``loss`` entries (the students train with the same)."""
+    loss = dict(recipe.loss)
+    for stage in refine_stages(refine):
+        loss.update(stage.get("loss", {}))
+    return loss
+
+
+def refinement_recipe(recipe: UnsupervisedRecipe, refine: dict[str, Any], init_from: str) -> UnsupervisedRecipe:
+    """A refinement stage of ``recipe``: the ``refine`` fields changed (``loss`` entries update
+    ``recipe.loss``), starting from the artifact ``init_from`` (e.g. ``"teacher/<key>"``),
+    validating on tiles unless ``refine`` says otherwise."""
+    changes = dict(refine)
+    loss = {**recipe.loss, **changes.pop("loss", {})}
+    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(recipe)})
+    if unknown:
+        raise ValueError(f"refine: {unknown} are not fields of UnsupervisedRecipe")
+    if "init_from" in changes:
+        raise ValueError("refine: init_from is set by the stage (the artifact it continues from), not by refine")
+    return dataclasses.replace(recipe, **{"val_tile": True, **changes}, loss=loss, init_from=init_from)
