@@ -99,6 +99,48 @@ def test_tiled_estimation_blends_tiles_into_the_whole_frame():
         network_estimator(Position(), "cpu", tile=(32, 8), overlap=1.0)
 
 
+class CompressionOnlyMatcher(nn.Module):
+    """A stand-in for a network trained on compression only: the integer axial lag in
+    [0, h / 4] that best matches its h x w input crops (never negative, range set by its view)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, pre, post):
+        h = pre.shape[-2]
+        scores = torch.stack([(pre[..., : h - lag, :] * post[..., lag:, :]).mean(dim=(1, 2, 3))
+                              for lag in range(h // 4 + 1)], dim=1)
+        lag = scores.argmax(dim=1).float().view(-1, 1, 1, 1) * self.w
+        return {"displacement": torch.cat((lag.expand_as(pre), torch.zeros_like(pre)), dim=1)}
+
+
+def test_guided_tiles_follow_a_displacement_larger_than_a_tile_can_see():
+    rng = np.random.default_rng(4)
+    shift = 20  # post(z + 20) = pre(z): beyond the 8-sample reach of a 32-sample tile
+    frame = rng.standard_normal((320 + shift, 12)).astype(np.float32)
+    pre, post = frame[shift:], frame[:-shift]
+    whole = network_estimator(CompressionOnlyMatcher(), "cpu")(pre, post)
+    assert np.all(whole[0] == shift), "the whole frame sees the shift (reach 80 samples)"
+    plain = network_estimator(CompressionOnlyMatcher(), "cpu", tile=(32, 12))(pre, post)
+    guided = network_estimator(CompressionOnlyMatcher(), "cpu", tile=(32, 12), guided=True)(pre, post)
+    inner = slice(0, 240)  # below it the shifted crops are clipped to the frame
+    assert np.all(plain[0, inner] <= 8), "a plain tile cannot reach the shift"
+    np.testing.assert_allclose(guided[0, inner], shift, atol=1e-5)
+    np.testing.assert_allclose(guided[1], 0, atol=1e-6)
+    assert guided.shape == plain.shape == (2, 320, 12)
+
+
+def test_guided_tile_shift_is_below_the_coarse_minimum_and_inside_the_frame():
+    from cdpkd.estimators import _tile_shift
+
+    coarse = torch.zeros(2, 32, 8)
+    coarse[0] = torch.linspace(10.2, 14.0, 32)[:, None]
+    assert _tile_shift(coarse, 100, 0, 32, 8, 320, 8) == (9, 0)  # floor(~10.3 - 1)
+    assert _tile_shift(coarse, 285, 0, 32, 8, 320, 8) == (3, 0)  # clipped: the crop ends at row 320
+    assert _tile_shift(-coarse, 5, 0, 32, 8, 320, 8) == (-5, 0)  # clipped: the crop starts at row 0
+
+
 def test_tile_starts_cover_the_axis():
     from cdpkd.estimators import tile_starts
 

@@ -73,3 +73,34 @@ def test_refinement_recipe_rejects_unknown_fields_and_init_from():
         refinement_recipe(base, {"stepz": 2}, "teacher/abc")
     with pytest.raises(ValueError, match="init_from is set by the stage"):
         refinement_recipe(base, {"init_from": "teacher/x"}, "teacher/abc")
+
+
+@pytest.fixture(scope="module")
+def guided_study():
+    spec = importlib.util.spec_from_file_location("guided_tiles_study", ROOT / "studies" / "guided_tiles.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_guided_tiles_study_scores_both_modes_per_pair(guided_study, study, data_root, tmp_path):
+    p = study.resolved_parameters("smoke", study.NOTEBOOK)
+    config = simulation_config(n_samples=p["n_samples"], n_lines=p["n_lines"], fs_mhz=p["fs_mhz"],
+                               fc_mhz=p["fc_mhz"], pitch_mm=p["pitch_mm"], snr_db=p["snr_db"],
+                               strain_min=p["strain_min"], strain_max=p["strain_max"])
+    paths = study_datasets(data_root, seed=p["seed"], n_train=p["n_train"], n_test=p["n_test"], config=config,
+                           workers=1)
+    teacher = ensure_teacher(data_root, teacher_base_recipe(p), paths["train"], refine=p["teacher_refine"],
+                             profile="smoke")[-1]
+    out = tmp_path / "guided.json"
+    name = f"teacher/{teacher.name}"
+    result = guided_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(out),
+                                "--artifact", name])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    (row,) = result["networks"]
+    assert row["artifact"] == name and set(row["modes"]) == {"plain", "guided"}
+    for mode in row["modes"].values():
+        assert len(mode["per_pair_strain_rmse"]) == p["n_test"]
+        assert mode["mean"]["strain_rmse"] == pytest.approx(sum(mode["per_pair_strain_rmse"]) / p["n_test"])
+    with pytest.raises(SystemExit, match="no trained model"):
+        guided_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--artifact", "teacher/missing"])

@@ -1,0 +1,91 @@
+"""Do guided tiles help the networks? (the teacher issue's open gap: errors near the compressed surface)
+
+Scores trained networks (cached artifacts of ``make reproduce``) on the simulated test set twice,
+exactly as notebook 01 does (overlapping tiles of the training crop, the same strain window and
+border): with plain tiles, and with guided tiles (``cdpkd.estimators.network_estimator(guided=True)``:
+a whole-frame pass first, then each tile's post crop shifted axially to just below that pass's
+displacement in the tile). The datasets and evaluation settings are notebook 01's parameters under
+``--profile``.
+
+    python studies/guided_tiles.py --profile cpu --artifact teacher/b47059a98936d310
+
+Writes ``studies/results/guided_tiles_<profile>.json`` (provenance, per network and mode the mean
+metrics, median and per-pair strain RMSE, with the applied strain of each pair).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cdpkd.atomic import write_text
+from cdpkd.estimators import default_device, network_estimator
+from cdpkd.evaluation import evaluate_estimators, per_pair_table
+from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
+from cdpkd.recipes import load_trained
+from cdpkd.runtime import provenance
+from cdpkd.sim.study import simulation_config, study_datasets
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data", help="artifact root (make reproduce's)")
+    parser.add_argument("--artifact", action="append", required=True, metavar="KIND/KEY",
+                        help="a trained network's folder under --data-dir, e.g. teacher/<key>; repeatable")
+    parser.add_argument("--out", type=Path, default=None, help="default studies/results/guided_tiles_<profile>.json")
+    args = parser.parse_args(argv)
+
+    p = resolved_parameters(args.profile, NOTEBOOK)
+    if not p["tiled_inference"]:
+        raise SystemExit(f"profile {args.profile}: tiled_inference is off, there are no tiles to guide")
+    folders = {name: args.data_dir / name for name in args.artifact}
+    missing = [name for name, folder in folders.items() if not (folder / "model.pt").is_file()]
+    if missing:
+        raise SystemExit(f"no trained model in {missing} under {args.data_dir}")
+    config = simulation_config(
+        n_samples=p["n_samples"], n_lines=p["n_lines"], fs_mhz=p["fs_mhz"], fc_mhz=p["fc_mhz"],
+        pitch_mm=p["pitch_mm"], snr_db=p["snr_db"], strain_min=p["strain_min"], strain_max=p["strain_max"],
+    )
+    paths = study_datasets(args.data_dir, seed=p["seed"], n_train=p["n_train"], n_test=p["n_test"], config=config,
+                           workers=p["workers"])
+    tile = (p["teacher_crop_samples"], p["teacher_crop_lines"])
+    device = default_device()  # as notebook 01 evaluates
+    out = args.out or ROOT / "studies" / "results" / f"guided_tiles_{args.profile}.json"
+    result = {
+        **provenance(), "profile": args.profile,
+        "evaluation": {"tile": list(tile), "overlap": p["tile_overlap"], "strain_window": p["strain_window"],
+                       "border": [p["border_samples"], p["border_lines"]], "test_pairs": p["n_test"]},
+        "networks": [],
+    }
+    for name, folder in folders.items():
+        model = load_trained(folder, device)
+        estimators = {mode: network_estimator(model, device, tile=tile, overlap=p["tile_overlap"],
+                                              guided=mode == "guided") for mode in ("plain", "guided")}
+        evaluation = evaluate_estimators(estimators, paths["test"], strain_window=p["strain_window"],
+                                         border=(p["border_samples"], p["border_lines"]))
+        per_pair = per_pair_table(evaluation, paths["test"])
+        result["evaluation"]["applied_strain_pct"] = [float(x) for x in per_pair["applied_strain_pct"]]
+        row = {"artifact": name, "modes": {}}
+        for mode in estimators:
+            summary = evaluation.summary.loc[mode]
+            row["modes"][mode] = {
+                "mean": {k: float(v) for k, v in summary.items()},
+                "median_strain_rmse": float(per_pair[mode].median()),
+                "per_pair_strain_rmse": [float(x) for x in per_pair[mode]],
+            }
+            print(f"{name} {mode}: strain RMSE mean {summary['strain_rmse']:.3e}, median {per_pair[mode].median():.3e}, "
+                  f"SNRe {summary['snre']:.2f}, {summary['time_per_frame_ms']:.0f} ms/frame", flush=True)
+        result["networks"].append(row)
+        write_text(out, json.dumps(result, indent=1) + "\n")  # after every network: a stopped study keeps its rows
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
