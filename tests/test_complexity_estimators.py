@@ -176,5 +176,7 @@ def test_network_costs_measures_each_network_in_turn():
     assert all(c["latency_cpu_ms"] > 0 and math.isnan(c["latency_gpu_ms"]) for c in costs.values())
     tiled = network_costs({"big": big}, pre, post, tile=(32, 32), overlap=0.5, repeats=1, gpu=False)
     assert tiled["big"]["flops"] > costs["big"]["flops"], "overlapping tiles cost more than one forward"
+    guided = network_costs({"big": big}, pre, post, tile=(32, 32), overlap=0.5, guided=True, repeats=1, gpu=False)
+    assert guided["big"]["flops"] == tiled["big"]["flops"] + costs["big"]["flops"], "guided: one whole-frame pass more"
     with pytest.raises(ValueError, match="repeats"):
         network_costs({"big": big}, pre, post, repeats=0)

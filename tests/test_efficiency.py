@@ -58,6 +58,10 @@ def test_measure_efficiency_rows_and_columns():
     ):
         assert table[column].isna().all()
     assert next(model.parameters()).device.type == "cpu"
+    guided = measure_efficiency(pre, post, {"usenet": model}, {}, tile=(64, 32), guided=True, repeats=1, gpu=False)
+    expected = estimator_flops(network_estimator(model, "cpu", tile=(64, 32), guided=True), pre, post) / 1e9
+    assert guided.loc["usenet", "gflops"] == pytest.approx(expected)
+    assert guided.loc["usenet", "gflops"] > table.loc["usenet", "gflops"], "guided: one whole-frame pass more"
 
 
 def test_measure_efficiency_bad_input():

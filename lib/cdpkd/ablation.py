@@ -96,7 +96,8 @@ class AblationSetting:
     Attributes:
         data_dir: artifact root; teacher_dir: the trained teacher's artifact folder.
         train_path, test_path: simulated datasets.
-        tile, overlap: network inference on tiles (the training crop), as in notebooks 02-03.
+        tile, overlap, guided: network inference on tiles (the training crop), guided or not
+            (:func:`cdpkd.estimators.network_estimator`), as in notebooks 01-03.
         strain_window, border: LS strain window (samples) and excluded margin (samples, lines).
         test_pairs: score on the first this many test pairs (None: all).
     """
@@ -110,6 +111,7 @@ class AblationSetting:
     device: torch.device | None = None
     tile: tuple[int, int] | None = None
     overlap: float = 0.5
+    guided: bool = False
     strain_window: int = 31
     border: tuple[int, int] = (32, 4)
     test_pairs: int | None = None
@@ -267,7 +269,8 @@ def train_variant(variant: Variant, seed: int, bases: Mapping[str, Any], setting
 
 def score_model(name: str, model: torch.nn.Module, setting: AblationSetting) -> dict[str, float]:
     """Mean test-set metrics of one network, with its parameters and FLOPs (at the crop)."""
-    estimator = network_estimator(model, setting.device, tile=setting.tile, overlap=setting.overlap)
+    estimator = network_estimator(model, setting.device, tile=setting.tile, overlap=setting.overlap,
+                                  guided=setting.guided)
     evaluation = evaluate_estimators(
         {name: estimator},
         setting.test_path,

@@ -115,13 +115,14 @@ def network_costs(
     *,
     tile: tuple[int, int] | None = None,
     overlap: float = 0.5,
+    guided: bool = False,
     repeats: int = 5,
     gpu: bool | None = None,
 ) -> dict[str, dict[str, float]]:
     """Parameters, FLOPs and latency of estimating one whole frame pair with each network.
 
     Each network runs as :func:`cdpkd.estimators.network_estimator` (on ``tile``-sized
-    tiles if given). Latencies are medians over ``repeats`` calls after one warm-up,
+    tiles if given, ``guided`` or not). Latencies are medians over ``repeats`` calls after one warm-up,
     measured round-robin (one call of each network in turn) so that the ratios between
     networks are taken under the same machine load. ``latency_gpu_ms`` is NaN unless a
     GPU is available (``gpu=None``: use one if present).
@@ -142,7 +143,8 @@ def network_costs(
     out = {name: {"params": float(count_parameters(m))} for name, m in models.items()}
     devices = ["cpu", "cuda"] if use_gpu else ["cpu"]
     for device in devices:
-        estimators = {n: network_estimator(m, device, tile=tile, overlap=overlap) for n, m in models.items()}
+        estimators = {n: network_estimator(m, device, tile=tile, overlap=overlap, guided=guided)
+                      for n, m in models.items()}
         if device == "cpu":
             for name, est in estimators.items():
                 out[name]["flops"] = float(estimator_flops(est, pre, post))

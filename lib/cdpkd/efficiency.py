@@ -103,11 +103,12 @@ def _callables(
     precision: str,
     tile: tuple[int, int] | None,
     overlap: float,
+    guided: bool,
 ) -> dict[str, Callable[[Any, Any], Any]]:
     """``{name: (pre, post) -> displacement}`` of every method that runs on ``device`` in ``precision``."""
     out: dict[str, Callable[[Any, Any], Any]] = {}
     for name, model in networks.items():
-        estimate = network_estimator(model, device, tile=tile, overlap=overlap)
+        estimate = network_estimator(model, device, tile=tile, overlap=overlap, guided=guided)
         if precision == "bf16":
             out[name] = _autocast(estimate, device)
         else:
@@ -177,6 +178,7 @@ def measure_efficiency(
     *,
     tile: tuple[int, int] | None = None,
     overlap: float = 0.5,
+    guided: bool = False,
     repeats: int = 5,
     threads: int | None = 2,
     gpu: bool | None = None,
@@ -186,7 +188,7 @@ def measure_efficiency(
     Args:
         pre, post: H x W RF frames (the efficiency table uses a 2048 x 256 pair).
         networks: ``{name: displacement network}`` (run via :func:`cdpkd.estimators.network_estimator`,
-            on ``tile``-sized tiles when given). They are left on the CPU.
+            on ``tile``-sized tiles when given, ``guided`` or not). They are left on the CPU.
         trackers: ``{name: Tracker}``.
         repeats: timed calls per method and device (after one warm-up round).
         threads: intra-op threads on the CPU (None: leave torch's setting).
@@ -215,7 +217,7 @@ def measure_efficiency(
 
     cpu = torch.device("cpu")
     with _threads(threads):
-        calls = _callables(networks, trackers, cpu, "fp32", tile, overlap)
+        calls = _callables(networks, trackers, cpu, "fp32", tile, overlap, guided)
         for name, fn in calls.items():
             counted = name in networks or trackers[name].flops_counted
             with FlopCounterMode(display=False) as counter:
@@ -234,7 +236,7 @@ def measure_efficiency(
         if not use_gpu:
             continue
         cuda = torch.device("cuda")
-        calls = _callables(networks, trackers, cuda, precision, tile, overlap)
+        calls = _callables(networks, trackers, cuda, precision, tile, overlap, guided)
         bound = {
             name: _bound(fn, cuda, _inputs(pre, post, cuda, name, trackers)) for name, fn in calls.items()
         }
