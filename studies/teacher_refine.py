@@ -18,6 +18,9 @@ stages; the last one is scored). A variant may continue from another one instead
 ``"after": "<variant name>"`` (it then changes that variant's recipe). Writes
 ``studies/results/teacher_refine_<profile>.json`` (provenance, every variant's artifact, mean and
 median metrics, per-pair strain RMSE, training similarity per pyramid output at the last logged step).
+With ``--release`` every variant is also scored on the release set of the test pairs (each pair
+played backwards, ``cdpkd.sim.release``): the simulator only compresses, freehand scanning also
+releases. ``--guided`` scores with guided tiles (as the notebooks do since they have the option).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from cdpkd.evaluation import evaluate_estimators, per_pair_table
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
 from cdpkd.recipes import ensure_refined, ensure_unsupervised_model, load_trained, teacher_base_recipe
 from cdpkd.runtime import provenance
+from cdpkd.sim import ensure_release_set
 from cdpkd.sim.study import simulation_config, study_datasets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +65,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data", help="artifact root (make reproduce's)")
     parser.add_argument("--variant", type=parse_variant, action="append", required=True, metavar="NAME=JSON")
     parser.add_argument("--out", type=Path, default=None, help="default studies/results/teacher_refine_<profile>.json")
+    parser.add_argument("--release", action="store_true", help="also score on the test pairs played backwards")
+    parser.add_argument("--guided", action="store_true", help="guided tiles (default: plain tiles)")
     args = parser.parse_args(argv)
 
     p = resolved_parameters(args.profile, NOTEBOOK)
@@ -74,12 +80,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     common = dict(profile=args.profile)
     base_dir = ensure_unsupervised_model(args.data_dir, "teacher", base, paths["train"], **common)
     tile = base.crop if p["tiled_inference"] else None
+    release_set = ensure_release_set(args.data_dir, paths["test"]) if args.release else None
     out = args.out or ROOT / "studies" / "results" / f"teacher_refine_{args.profile}.json"
     result = {
         **provenance(), "profile": args.profile, "base_artifact": base_dir.name, "base_recipe": base.to_dict(),
         "evaluation": {"tile": list(tile) if tile else None, "overlap": p["tile_overlap"],
                        "strain_window": p["strain_window"], "border": [p["border_samples"], p["border_lines"]],
-                       "test_pairs": p["n_test"]},
+                       "test_pairs": p["n_test"], "guided": args.guided, "release": args.release},
         "variants": [],
     }
     done = {}  # variant name -> (its last stage's recipe, artifact folder)
@@ -95,9 +102,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         recipe, stage = ensure_refined(args.data_dir, start_recipe, start, refine, paths["train"], **common)[-1]
         done[name] = recipe, stage
         device = default_device()  # as notebook 01 evaluates
-        estimator = network_estimator(load_trained(stage, device), device, tile=tile, overlap=p["tile_overlap"])
-        evaluation = evaluate_estimators({name: estimator}, paths["test"], strain_window=p["strain_window"],
-                                         border=(p["border_samples"], p["border_lines"]))
+        estimator = network_estimator(load_trained(stage, device), device, tile=tile, overlap=p["tile_overlap"],
+                                      guided=args.guided)
+        score = dict(strain_window=p["strain_window"], border=(p["border_samples"], p["border_lines"]))
+        evaluation = evaluate_estimators({name: estimator}, paths["test"], **score)
         per_pair = per_pair_table(evaluation, paths["test"])
         mean = evaluation.summary.loc[name].drop("time_per_frame_ms")
         result["evaluation"]["applied_strain_pct"] = [float(x) for x in per_pair["applied_strain_pct"]]
@@ -112,6 +120,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "median_strain_rmse": float(per_pair[name].median()),
             "per_pair_strain_rmse": [float(x) for x in per_pair[name]],
         })
+        if args.release:
+            released = evaluate_estimators({name: estimator}, release_set, **score)
+            result["variants"][-1]["release"] = {
+                "mean": {k: float(v) for k, v in released.summary.loc[name].drop("time_per_frame_ms").items()},
+                "per_pair_strain_rmse": [float(x) for x in per_pair_table(released, release_set)[name]],
+            }
         write_text(out, json.dumps(result, indent=1) + "\n")  # after every variant: a stopped study keeps its rows
         print(f"{name}: artifact {stage.name}; strain RMSE mean {mean['strain_rmse']:.3e}, "
               f"median {per_pair[name].median():.3e}; SNRe {mean['snre']:.2f} -> {out}", flush=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..losses import UnsupervisedLossConfig
 from ..train import FitConfig
@@ -44,8 +44,25 @@ class TrainingSchedule:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"{type(self).__name__}: steps must be an integer >= 1, got {self.steps!r}")
 
+    # Fields added after cache keys were first published, with their defaults: left out of the key
+    # while they hold them (cache_dict), so artifacts of recipes that do not use them keep their keys.
+    LATER_FIELDS: ClassVar[dict[str, Any]] = {}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def cache_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the :attr:`LATER_FIELDS` that hold their defaults (the cache key's recipe)."""
+        d = self.to_dict()
+        for name, default in self.LATER_FIELDS.items():
+            if d.get(name) == default:
+                d.pop(name)
+        return d
+
+    def _check_release_fraction(self) -> None:
+        fraction = getattr(self, "release_fraction", 0.0)
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"{type(self).__name__}: release_fraction must be in [0, 1], got {fraction!r}")
 
     def fit_config(self, profile: str, steps: int | None = None, lr: float | None = None) -> FitConfig:
         """The :class:`~cdpkd.train.FitConfig`, optionally with another number of ``steps`` or learning

@@ -39,7 +39,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -117,11 +117,15 @@ class StudentTraining(TrainingSchedule):
     val_pairs: int = 4
     val_every: int | None = None
     strain_window: int = 31
+    release_fraction: float = 0.0  # as in UnsupervisedRecipe
+
+    LATER_FIELDS: ClassVar[dict[str, Any]] = {"release_fraction": 0.0}
 
     def __post_init__(self) -> None:
         if isinstance(self.budget, dict):
             self.budget = StudentBudget(**self.budget)
         super().__post_init__()
+        self._check_release_fraction()
 
 
 @dataclass(kw_only=True)
@@ -278,7 +282,7 @@ def _check_budget(report: dict[str, Any], budget: StudentBudget) -> None:
 def _student_params(recipe: StudentTraining, teacher_dir: Path, train_path: Path) -> dict[str, Any]:
     return {
         "version": STUDENT_RECIPE_VERSION,
-        "recipe": recipe.to_dict(),
+        "recipe": recipe.cache_dict(),
         "teacher": f"{teacher_dir.parent.name}/{teacher_dir.name}",
         "train_set": f"{train_path.parent.parent.name}/{train_path.parent.name}/{train_path.name}",
     }
@@ -287,7 +291,8 @@ def _student_params(recipe: StudentTraining, teacher_dir: Path, train_path: Path
 def _training_data(recipe: StudentTraining, train_path: Path):
     """(training indices, cropped training dataset, tiled validation on the held-out pairs or None)."""
     train_idx, val_idx = _split(train_path, recipe.val_pairs)
-    dataset = RFPairDataset(train_path, crop=recipe.crop, seed=recipe.seed, indices=train_idx)
+    dataset = RFPairDataset(train_path, crop=recipe.crop, seed=recipe.seed, indices=train_idx,
+                            release_fraction=recipe.release_fraction)
     val_fn = validation_fn(train_path, val_idx, recipe.strain_window, tile=recipe.crop) if val_idx else None
     return train_idx, dataset, val_fn
 

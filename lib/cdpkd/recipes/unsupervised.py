@@ -18,7 +18,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -60,6 +60,8 @@ class UnsupervisedRecipe(TrainingSchedule):
             saved in the run folder as they appear, so a resumed run keeps them).
         val_tile: validate on overlapping tiles of the training crop (as the
             notebooks evaluate) instead of one whole-frame forward.
+        release_fraction: fraction of the training items served as release pairs
+            (:class:`cdpkd.sim.RFPairDataset`); validation stays on compression pairs.
     """
 
     model: str
@@ -70,21 +72,18 @@ class UnsupervisedRecipe(TrainingSchedule):
     init_from: str | None = None
     val_tile: bool = False
     keep_best: bool = False
+    release_fraction: float = 0.0
+
+    LATER_FIELDS: ClassVar[dict[str, Any]] = {
+        "init_from": None, "val_tile": False, "keep_best": False, "release_fraction": 0.0,
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self._check_release_fraction()
         self.model_config()  # unknown names or fields fail here, with a clear message
         if self.val_pairs < 0:
             raise ValueError(f"val_pairs must be >= 0, got {self.val_pairs}")
-
-    def cache_dict(self) -> dict[str, Any]:
-        """:meth:`to_dict` without the fields added later while they hold their defaults, so the
-        cache keys of recipes that do not use them stay what they were."""
-        d = self.to_dict()
-        for name, default in _LATER_FIELDS.items():
-            if d.get(name) == default:
-                d.pop(name)
-        return d
 
     def model_config(self) -> PWCConfig:
         """The registry configuration of ``model`` with ``model_overrides`` applied."""
@@ -113,8 +112,6 @@ def copy_run_logs(run_dir: Path, out: Path, prefix: str = "") -> None:
             shutil.copy2(run_dir / name, out / f"{prefix}{name}")
 
 
-# Fields added after cache keys were first published, with their defaults (see cache_dict).
-_LATER_FIELDS: dict[str, Any] = {"init_from": None, "val_tile": False, "keep_best": False}
 BEST_FILE = "best_model.pt"
 BEST_RECORD = BEST_FILE + ".best.json"  # written by keeping_best
 
@@ -167,7 +164,8 @@ def train_unsupervised(
     """
     train_path = Path(train_path)
     train_idx, val_idx = _split(train_path, recipe.val_pairs)
-    dataset = RFPairDataset(train_path, crop=recipe.crop, seed=recipe.seed, indices=train_idx)
+    dataset = RFPairDataset(train_path, crop=recipe.crop, seed=recipe.seed, indices=train_idx,
+                            release_fraction=recipe.release_fraction)
     model = build_model(recipe.model_config(), seed=recipe.seed)
     if init_model is not None:
         start = load_model(init_model)

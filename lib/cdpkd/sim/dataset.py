@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -85,6 +85,21 @@ def write_dataset(
         raise ValueError(f"base_seed must be a non-negative integer, got {base_seed!r}")
     workers = min(n_pairs, os.cpu_count() or 1) if workers is None else int(workers)
     seeds = [pair_seed(base_seed, i) for i in range(n_pairs)]
+    pairs = _iter_pairs(config, seeds, workers)
+    return write_pairs(path, pairs, config, seeds, base_seed, desc=desc or f"simulating {Path(path).name}")
+
+
+def write_pairs(
+    path: str | os.PathLike,
+    pairs: Iterable[SimulatedPair],
+    config: SimulationConfig,
+    seeds: list[int],
+    base_seed: int,
+    *,
+    desc: str,
+) -> Path:
+    """Write ``pairs`` (one per seed in ``seeds``, made with ``config``) atomically to ``path`` (HDF5)."""
+    n_pairs = len(seeds)
     img = config.imaging
     shape = (n_pairs, img.n_samples, img.n_lines)
     metas = []
@@ -95,11 +110,12 @@ def write_dataset(
             f.create_dataset(name, shape, dtype="f4", chunks=chunk, **opts)
         f.create_dataset("displacement", (n_pairs, 2, *shape[1:]), dtype="f4", chunks=(1, 2, *shape[1:]), **opts)
         f.create_dataset("labels", shape, dtype="u1", chunks=chunk, compression="gzip", **opts)
-        pairs = _iter_pairs(config, seeds, workers)
-        for i, pair in enumerate(progress(pairs, total=n_pairs, desc=desc or f"simulating {Path(path).name}")):
+        for i, pair in enumerate(progress(pairs, total=n_pairs, desc=desc)):
             for name in (*_FRAME_FIELDS, "displacement", "labels"):
                 f[name][i] = getattr(pair, name)
             metas.append(pair.meta)
+        if len(metas) != n_pairs:
+            raise ValueError(f"{path}: got {len(metas)} pairs for {n_pairs} seeds")
         f.create_dataset("seed", data=np.array(seeds, dtype="u4"), **opts)
         f.create_dataset("applied_strain", data=np.array([m["applied_strain"] for m in metas]), **opts)
         f.create_dataset("lateral_slip_m", data=np.array([m["lateral_slip_m"] for m in metas]), **opts)

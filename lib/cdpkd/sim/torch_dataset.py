@@ -1,4 +1,5 @@
-"""A torch ``Dataset`` over a simulated HDF5 dataset, with seeded random crops."""
+"""A torch ``Dataset`` over a simulated HDF5 dataset, with seeded random crops (and, optionally,
+release pairs: compression pairs played backwards)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .dataset import open_dataset
+from .release import invert_displacement, moved_to_release
 
 
 def crop_origin(seed: int, epoch: int, index: int, room: tuple[int, int]) -> tuple[int, int]:
@@ -18,6 +20,14 @@ def crop_origin(seed: int, epoch: int, index: int, room: tuple[int, int]) -> tup
     so crops do not depend on worker count or order."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, epoch, index]))
     return int(rng.integers(room[0] + 1)), int(rng.integers(room[1] + 1))
+
+
+def is_released(seed: int, epoch: int, index: int, fraction: float) -> bool:
+    """Whether item ``index`` of ``epoch`` is served as a release pair (a seeded draw, like the crops)."""
+    if fraction <= 0.0:
+        return False
+    rng = np.random.default_rng(np.random.SeedSequence([seed, epoch, index, 1]))  # 1: not the crop stream
+    return bool(rng.uniform() < fraction)
 
 
 def rf_pair_tensors(pre: np.ndarray, post: np.ndarray, normalize: bool = True) -> dict[str, torch.Tensor]:
@@ -45,7 +55,8 @@ class RFPairDataset(Dataset):
       network inputs O(1) whatever the simulator's gain);
     * ``displacement``: float32 (2, H', W'), axial samples / lateral lines;
     * ``inclusion_mask``, ``background_mask``: bool (1, H', W') (edge bands excluded);
-    * ``applied_strain``: float32 scalar; ``index``: int64; ``offset``: int64 (2,) crop origin.
+    * ``applied_strain``: float32 scalar; ``index``: int64; ``offset``: int64 (2,) crop origin;
+    * ``released``: bool scalar, True for a release pair (``release_fraction``).
 
     Crops are drawn from ``seed``, the epoch (:meth:`set_epoch`) and the index,
     so they are reproducible and independent of worker count or order.
@@ -58,6 +69,11 @@ class RFPairDataset(Dataset):
         normalize: scale RF by the pre crop's standard deviation.
         indices: serve only these pairs of the file (e.g. a train/validation
             split); item ``i`` is pair ``indices[i]``. Default: every pair.
+        release_fraction: serve about this fraction of the items as release pairs
+            (:mod:`cdpkd.sim.release`: the crop's frames swapped, its displacement inverted,
+            its masks moved to the new pre frame; a seeded draw per seed, epoch and index), so
+            a network sees the tissue relax as well as compress (freehand scanning does both;
+            the simulator only compresses). ``released`` in each item says which.
     """
 
     def __init__(
@@ -69,7 +85,11 @@ class RFPairDataset(Dataset):
         seed: int = 0,
         normalize: bool = True,
         indices: Sequence[int] | None = None,
+        release_fraction: float = 0.0,
     ) -> None:
+        if not 0.0 <= release_fraction <= 1.0:
+            raise ValueError(f"release_fraction must be in [0, 1], got {release_fraction}")
+        self.release_fraction = float(release_fraction)
         self.path = Path(path)
         with open_dataset(self.path) as f:
             n_file, self.height, self.width = f["pre"].shape
@@ -121,11 +141,19 @@ class RFPairDataset(Dataset):
         h, w = self.crop or (self.height, self.width)
         rows, cols = slice(top, top + h), slice(left, left + w)
         labels = f["labels"][index, rows, cols]
+        pre, post = f["pre"][index, rows, cols], f["post"][index, rows, cols]
+        displacement = f["displacement"][index, :, rows, cols]
+        released = is_released(self.seed, self.epoch, index, self.release_fraction)
+        if released:  # the crop's ground truth is extrapolated where the inverse leaves the crop
+            pre, post = post, pre
+            displacement = invert_displacement(displacement, tol=1e-3)
+            labels = moved_to_release(labels, displacement, order=0)
         return {
-            **rf_pair_tensors(f["pre"][index, rows, cols], f["post"][index, rows, cols], self.normalize),
-            "displacement": torch.from_numpy(f["displacement"][index, :, rows, cols]),
+            **rf_pair_tensors(pre, post, self.normalize),
+            "displacement": torch.from_numpy(displacement),
             "inclusion_mask": torch.from_numpy((labels > 0) & (labels < 255))[None],
             "background_mask": torch.from_numpy(labels == 0)[None],
+            "released": torch.tensor(released),
             "applied_strain": torch.tensor(float(f["applied_strain"][index]), dtype=torch.float32),
             "index": torch.tensor(index, dtype=torch.int64),
             "offset": torch.tensor([top, left], dtype=torch.int64),

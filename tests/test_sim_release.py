@@ -1,0 +1,95 @@
+"""Release pairs: the inverse displacement of a known field, and a simulated pair played backwards."""
+
+import numpy as np
+import pytest
+import torch
+
+from cdpkd.metrics import local_ncc
+from cdpkd.ops.warp_reference import warp_reference
+from cdpkd.sim import ImagingConfig, SimulationConfig, simulate_pair
+from cdpkd.sim.release import invert_displacement, release_pair
+
+
+def test_inverse_of_a_uniform_strain_is_the_exact_release_field():
+    h, w, strain = 200, 12, -0.03
+    rows = np.arange(h, dtype=np.float64)[:, None].repeat(w, 1)
+    disp = np.stack((-strain * (h - 1 - rows), np.zeros_like(rows)))  # compression: bottom fixed
+    inverse = invert_displacement(disp)
+    # r(y) = -d(y + r): with d = a (h - 1 - z), r = -a (h - 1 - y) / (1 - a)
+    # (inside the frame: near the top y + r leaves it and the inverse is extrapolated)
+    a, inner = -strain, slice(10, None)
+    np.testing.assert_allclose(inverse[0, inner], (-a * (h - 1 - rows) / (1 - a))[inner], atol=1e-4)
+    np.testing.assert_allclose(inverse[1], 0, atol=1e-6)
+    # inverting twice gives the field back
+    back = invert_displacement(inverse)
+    np.testing.assert_allclose(back[:, inner], disp[:, inner], atol=1e-3)
+
+
+def test_inverse_rejects_bad_fields():
+    with pytest.raises(ValueError, match="2 x H x W"):
+        invert_displacement(np.zeros((3, 4, 4)))
+    bad = np.zeros((2, 4, 4))
+    bad[0, 1, 1] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        invert_displacement(bad)
+
+
+def test_a_released_simulated_pair_warps_onto_itself():
+    config = SimulationConfig(imaging=ImagingConfig(n_samples=384, n_lines=48))
+    pair = simulate_pair(config, 3)
+    released = release_pair(pair)
+    assert released.meta["release"] and not pair.meta.get("release")
+    np.testing.assert_array_equal(released.pre, pair.post)
+    np.testing.assert_array_equal(released.post, pair.pre)
+
+    def warped_ncc(p):
+        post, disp = torch.from_numpy(p.post)[None, None], torch.from_numpy(p.displacement)[None]
+        warped = warp_reference(post, disp.float(), padding="border")
+        inner = (slice(None), slice(None), slice(48, -48), slice(4, -4))
+        return float(local_ncc(torch.from_numpy(p.pre)[None, None][inner], warped[inner], (31, 5)).mean())
+
+    assert warped_ncc(released) > 0.9 and warped_ncc(released) == pytest.approx(warped_ncc(pair), abs=0.03)
+    # the release is the compression reversed: the mean axial displacement changes sign
+    assert np.sign(released.displacement[0].mean()) == -np.sign(pair.displacement[0].mean())
+    assert set(np.unique(released.labels)) <= set(np.unique(pair.labels))
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+    from cdpkd.sim.dataset import write_dataset
+
+    config = SimulationConfig(imaging=ImagingConfig(n_samples=256, n_lines=32))
+    return write_dataset(tmp_path_factory.mktemp("release") / "pairs.h5", config, 6, base_seed=2, workers=1)
+
+
+def test_dataset_serves_seeded_release_pairs(small_set):
+    from cdpkd.sim import RFPairDataset
+
+    plain = RFPairDataset(small_set, crop=(128, 32), seed=5, normalize=False)
+    always = RFPairDataset(small_set, crop=(128, 32), seed=5, normalize=False, release_fraction=1.0)
+    half = RFPairDataset(small_set, crop=(128, 32), seed=5, normalize=False, release_fraction=0.5)
+    a, b = plain[2], always[2]
+    assert not a["released"] and b["released"]
+    torch.testing.assert_close(b["pre"], a["post"])  # same crop, frames swapped
+    torch.testing.assert_close(b["post"], a["pre"])
+    expected = invert_displacement(a["displacement"].numpy(), tol=1e-3)
+    torch.testing.assert_close(b["displacement"], torch.from_numpy(expected))
+    draws = [bool(half[i]["released"]) for i in range(len(half))]
+    assert draws == [bool(half[i]["released"]) for i in range(len(half))], "a seeded draw"
+    half.set_epoch(1)
+    draws += [bool(half[i]["released"]) for i in range(len(half))]
+    assert 0 < sum(draws) < len(draws)
+    with pytest.raises(ValueError, match="release_fraction"):
+        RFPairDataset(small_set, crop=(128, 32), release_fraction=1.5)
+
+
+def test_release_set_of_a_dataset_is_cached_and_matches_release_pair(small_set, tmp_path):
+    from cdpkd.sim import ensure_release_set, read_metas, read_pair
+
+    path = ensure_release_set(tmp_path, small_set)
+    assert ensure_release_set(tmp_path, small_set) == path  # built once
+    metas = read_metas(path)
+    assert len(metas) == 6 and all(m["release"] for m in metas)
+    got, expected = read_pair(path, 4), release_pair(read_pair(small_set, 4))
+    for name in ("pre", "post", "displacement", "labels", "stiffness"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
