@@ -34,17 +34,24 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(int(seed))
 
 
+# the pipeline's own committed outputs (notebook results and figures, study results)
+OUTPUT_PATHS = ("results", "figures", "studies/results")
+
+
 @lru_cache(maxsize=1)
 def git_sha(short: bool = False) -> str:
     """The current commit of the repository (with ``-dirty`` if it has local changes).
 
-    Returns ``"unknown"`` outside a git checkout (e.g. an installed wheel).
+    Changes under :data:`OUTPUT_PATHS` do not count: they are what the pipeline writes
+    (a full run rewrites results of earlier notebooks before the later ones start), not
+    code. Returns ``"unknown"`` outside a git checkout (e.g. an installed wheel).
     """
     try:
         args = ["git", "-C", str(REPO_ROOT), "rev-parse"] + (["--short"] if short else []) + ["HEAD"]
         sha = subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no", "--", ".",
+             *(f":(exclude){path}" for path in OUTPUT_PATHS)],
             capture_output=True,
             text=True,
             check=True,

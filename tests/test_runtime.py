@@ -1,0 +1,31 @@
+"""Provenance helpers: the git SHA a result records."""
+
+
+def test_git_sha_is_dirty_for_code_changes_not_for_pipeline_outputs(tmp_path, monkeypatch):
+    import subprocess
+
+    from cdpkd import runtime
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    for name in ("lib.py", "results/cpu/01.json", "figures/01.png", "studies/results/x.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("0")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    monkeypatch.setattr(runtime, "REPO_ROOT", tmp_path)
+
+    def sha():
+        runtime.git_sha.cache_clear()
+        return runtime.git_sha()
+
+    clean = sha()
+    assert len(clean) == 40 and not clean.endswith("-dirty")
+    for name in ("results/cpu/01.json", "figures/01.png", "studies/results/x.json"):
+        (tmp_path / name).write_text("1")
+    assert sha() == clean, "the pipeline's own outputs are not code changes"
+    (tmp_path / "lib.py").write_text("1")
+    assert sha() == clean + "-dirty"
+    runtime.git_sha.cache_clear()
