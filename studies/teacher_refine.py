@@ -20,7 +20,8 @@ stages; the last one is scored). A variant may continue from another one instead
 median metrics, per-pair strain RMSE, training similarity per pyramid output at the last logged step).
 With ``--release`` every variant is also scored on the release set of the test pairs (each pair
 played backwards, ``cdpkd.sim.release``): the simulator only compresses, freehand scanning also
-releases. ``--guided`` scores with guided tiles (as the notebooks do since they have the option).
+releases. ``--guided`` scores with guided tiles (as the notebooks do since they have the option); ``--ncc``
+also scores NCC block matching on the same pairs, as a reference.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 import pandas as pd
 
 from cdpkd.atomic import write_text
+from cdpkd.classic import ncc_block_matching
 from cdpkd.estimators import default_device, network_estimator
 from cdpkd.evaluation import evaluate_estimators, per_pair_table
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=None, help="default studies/results/teacher_refine_<profile>.json")
     parser.add_argument("--release", action="store_true", help="also score on the test pairs played backwards")
     parser.add_argument("--guided", action="store_true", help="guided tiles (default: plain tiles)")
+    parser.add_argument("--ncc", action="store_true", help="also score NCC block matching (notebook 01's), as a reference")
     args = parser.parse_args(argv)
 
     p = resolved_parameters(args.profile, NOTEBOOK)
@@ -89,6 +92,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        "test_pairs": p["n_test"], "guided": args.guided, "release": args.release},
         "variants": [],
     }
+    score = dict(strain_window=p["strain_window"], border=(p["border_samples"], p["border_lines"]))
+    if args.ncc:  # the tracker a user would pick instead, on the same pairs
+        sets = {"compression": paths["test"], **({"release": release_set} if args.release else {})}
+        result["ncc"] = {}
+        for label, dataset in sets.items():
+            summary = evaluate_estimators({"ncc": ncc_block_matching}, dataset, **score).summary.loc["ncc"]
+            result["ncc"][label] = {k: float(v) for k, v in summary.drop("time_per_frame_ms").items()}
     done = {}  # variant name -> (its last stage's recipe, artifact folder)
     for name, changes in args.variant:
         changes = dict(changes)
@@ -104,7 +114,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         device = default_device()  # as notebook 01 evaluates
         estimator = network_estimator(load_trained(stage, device), device, tile=tile, overlap=p["tile_overlap"],
                                       guided=args.guided)
-        score = dict(strain_window=p["strain_window"], border=(p["border_samples"], p["border_lines"]))
         evaluation = evaluate_estimators({name: estimator}, paths["test"], **score)
         per_pair = per_pair_table(evaluation, paths["test"])
         mean = evaluation.summary.loc[name].drop("time_per_frame_ms")

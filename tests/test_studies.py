@@ -32,7 +32,7 @@ def test_refine_study_matches_notebook_01_and_chains(study, data_root, tmp_path)
         "--profile", "smoke", "--data-dir", str(data_root), "--out", str(out),
         "--variant", "profile={}",
         "--variant", 'longer={"steps": 4, "lr": 1e-4, "after": "profile", "loss": {"final_weight": 2.0}}',
-        "--release",
+        "--release", "--ncc",
     ])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     first, second = result["variants"]
@@ -55,6 +55,7 @@ def test_refine_study_matches_notebook_01_and_chains(study, data_root, tmp_path)
         assert len(released["per_pair_strain_rmse"]) == p["n_test"]
         assert released["mean"]["strain_rmse"] == pytest.approx(sum(released["per_pair_strain_rmse"]) / p["n_test"])
     assert result["evaluation"]["release"] and not result["evaluation"]["guided"]
+    assert set(result["ncc"]) == {"compression", "release"} and result["ncc"]["release"]["strain_rmse"] > 0
     assert {"git_sha", "date", "device", "numerics", "versions"} <= set(result)
 
 
