@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import binary_dilation
 
 from .metrics import axial_strain, cnr_db, disp_rmse, snre, strain_rmse, warp_ncc
 from .sim import read_metas, read_pair
 from .sim.dataset import open_dataset
+from .sim.release import UNKNOWN_LABEL
 
 Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray]
 METRICS = ("disp_rmse_axial", "disp_rmse_lateral", "strain_rmse", "snre", "cnr_db", "warp_ncc", "time_per_frame_ms")
@@ -64,17 +66,23 @@ def pair_metrics(
 
     Pixels within ``border`` (samples, lines) of the frame edge are excluded
     everywhere: trackers and networks are unreliable where the search window
-    leaves the frame, and so is the LS strain.
+    leaves the frame, and so is the LS strain. So are release-pair pixels without
+    ground truth (:data:`cdpkd.sim.release.UNKNOWN_LABEL`) and those within half a
+    strain window of them.
     """
     if estimate.shape != truth.shape:
         raise ValueError(f"estimate shape {estimate.shape} differs from ground truth {truth.shape}")
     if not np.isfinite(estimate).all():
         raise ValueError("estimate contains NaN or Inf")
     inner = _border_mask(labels.shape, border)
+    # release pairs: no ground truth where the tissue was outside the compression pair's frame,
+    # nor within half a strain window of it (the true strain there mixes in the extrapolation)
+    unknown = binary_dilation(labels == UNKNOWN_LABEL, np.ones((2 * (strain_window // 2) + 1, 1), bool))
+    inner = inner & ~unknown
     rmse = disp_rmse(estimate[None], truth[None], inner)
     strain = axial_strain(estimate[None], strain_window)[0, 0]
     background = inner & (labels == 0)
-    inclusion = inner & (labels > 0) & (labels < 255)
+    inclusion = inner & (labels > 0) & (labels < UNKNOWN_LABEL)
     has_roi = background.sum() > 50 and inclusion.sum() > 50
     return {
         "disp_rmse_axial": float(rmse.axial[0]),

@@ -9,7 +9,7 @@ dataset             shape, dtype     content
 ``displacement``    (N, 2, H, W) f4  ground truth; axial samples, lateral lines
 ``stiffness``       (N, H, W) f4     relative Young's modulus
 ``echogenicity``    (N, H, W) f4     relative scatterer strength
-``labels``          (N, H, W) u1     0 background, k inclusion k, 255 edge band
+``labels``          (N, H, W) u1     0 background, k inclusion k, 255 edge band (254: no truth, release sets)
 ``seed``            (N,) u4          seed of each pair
 ``applied_strain``  (N,) f8          compression magnitude (fraction)
 ``lateral_slip_m``  (N,) f8          lateral slip (m)

@@ -19,7 +19,11 @@ from ..artifacts import cached
 from .dataset import FILENAME, open_dataset, read_config, read_pair, write_pairs
 from .pair import SimulatedPair
 
-RELEASE_VERSION = 1  # part of the cache key of release sets: bump when release_pair changes
+RELEASE_VERSION = 2  # part of the cache key of release sets: bump when release_pair changes
+# label of release-pair pixels without ground truth: their tissue was outside the compression
+# pair's pre frame (near the compressed surface), so the inverse displacement there is an
+# extrapolation; metrics leave them out (cdpkd.evaluation)
+UNKNOWN_LABEL = 254
 
 
 def invert_displacement(disp: np.ndarray, *, iterations: int = 50, tol: float = 1e-5) -> np.ndarray:
@@ -56,16 +60,33 @@ def moved_to_release(field: np.ndarray, inverse: np.ndarray, order: int = 1) -> 
     """A map in the compression pair's pre-frame coordinates (H, W) moved to the release pair's
     pre frame (the old post): ``m_new(y) = m(y + r(y))`` with ``inverse`` = r, (2, H, W);
     ``order`` 0 (nearest, for labels) or 1 (bilinear)."""
-    h, w = field.shape
-    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    coords = np.stack((rows + inverse[0], cols + inverse[1]))
+    coords = _source_coords(inverse)
     return map_coordinates(field, coords, order=order, mode="nearest").astype(field.dtype)
+
+
+def _source_coords(inverse: np.ndarray) -> np.ndarray:
+    """(2, H, W) positions y + r(y) in the compression pair's pre frame."""
+    h, w = inverse.shape[-2:]
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    return np.stack((rows + inverse[0], cols + inverse[1]))
+
+
+def released_labels(labels: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+    """``labels`` moved to the release pair's pre frame (nearest), :data:`UNKNOWN_LABEL` where
+    y + r(y) falls outside the compression pair's frame (no ground truth there)."""
+    moved = moved_to_release(labels, inverse, order=0)
+    coords = _source_coords(inverse)
+    outside = ((coords[0] < 0) | (coords[0] > labels.shape[0] - 1)
+               | (coords[1] < 0) | (coords[1] > labels.shape[1] - 1))
+    moved[outside] = UNKNOWN_LABEL
+    return moved
 
 
 def release_pair(pair: SimulatedPair) -> SimulatedPair:
     """``pair`` played backwards: frames swapped, the inverse displacement, and the maps that live
     in the pre frame's coordinates moved to the new pre frame (:func:`moved_to_release`; labels
-    nearest, stiffness and echogenicity bilinear)."""
+    nearest, :data:`UNKNOWN_LABEL` where the truth is unknown; stiffness and echogenicity
+    bilinear)."""
     inverse = invert_displacement(pair.displacement)
     return dataclasses.replace(
         pair,
@@ -74,7 +95,7 @@ def release_pair(pair: SimulatedPair) -> SimulatedPair:
         displacement=inverse,
         stiffness=moved_to_release(pair.stiffness, inverse),
         echogenicity=moved_to_release(pair.echogenicity, inverse),
-        labels=moved_to_release(pair.labels, inverse, order=0),
+        labels=released_labels(pair.labels, inverse),
         meta={**pair.meta, "release": True},
     )
 

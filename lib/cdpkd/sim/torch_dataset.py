@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .dataset import open_dataset
-from .release import invert_displacement, moved_to_release
+from .release import UNKNOWN_LABEL, invert_displacement, released_labels
 
 
 def crop_origin(seed: int, epoch: int, index: int, room: tuple[int, int]) -> tuple[int, int]:
@@ -147,11 +147,11 @@ class RFPairDataset(Dataset):
         if released:  # the crop's ground truth is extrapolated where the inverse leaves the crop
             pre, post = post, pre
             displacement = invert_displacement(displacement, tol=1e-3)
-            labels = moved_to_release(labels, displacement, order=0)
+            labels = released_labels(labels, displacement)
         return {
             **rf_pair_tensors(pre, post, self.normalize),
             "displacement": torch.from_numpy(displacement),
-            "inclusion_mask": torch.from_numpy((labels > 0) & (labels < 255))[None],
+            "inclusion_mask": torch.from_numpy((labels > 0) & (labels < UNKNOWN_LABEL))[None],
             "background_mask": torch.from_numpy(labels == 0)[None],
             "released": torch.tensor(released),
             "applied_strain": torch.tensor(float(f["applied_strain"][index]), dtype=torch.float32),
