@@ -20,6 +20,13 @@ from .unsupervised import UnsupervisedRecipe, ensure_unsupervised_model
 # one refinement stage (recipe fields to change), a chain of them, or none
 RefineSpec = dict[str, Any] | list[dict[str, Any]] | None
 
+# the notebooks' parameters the base recipe is built from
+TEACHER_PARAMETERS = (
+    "teacher_model", "teacher_model_overrides", "teacher_crop_samples", "teacher_crop_lines", "teacher_steps",
+    "teacher_batch_size", "teacher_lr", "teacher_warmup_steps", "teacher_val_every", "teacher_loss_overrides",
+    "val_pairs", "strain_window", "seed",
+)
+
 
 def teacher_base_recipe(params: Mapping[str, Any]) -> UnsupervisedRecipe:
     """The base stage's recipe from the notebooks' parameters (a notebook's ``globals()`` or
@@ -39,13 +46,6 @@ def teacher_base_recipe(params: Mapping[str, Any]) -> UnsupervisedRecipe:
         loss=dict(params["teacher_loss_overrides"]), strain_window=int(params["strain_window"]),
         seed=int(params["seed"]),
     )
-
-
-TEACHER_PARAMETERS = (
-    "teacher_model", "teacher_model_overrides", "teacher_crop_samples", "teacher_crop_lines", "teacher_steps",
-    "teacher_batch_size", "teacher_lr", "teacher_warmup_steps", "teacher_val_every", "teacher_loss_overrides",
-    "val_pairs", "strain_window", "seed",
-)
 
 
 def ensure_teacher(
