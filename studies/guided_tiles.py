@@ -27,7 +27,7 @@ from cdpkd.evaluation import evaluate_estimators, per_pair_table
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
 from cdpkd.recipes import load_trained
 from cdpkd.runtime import provenance
-from cdpkd.sim.study import simulation_config, study_datasets
+from cdpkd.sim.study import notebook_datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
@@ -49,12 +49,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     missing = [name for name, folder in folders.items() if not (folder / "model.pt").is_file()]
     if missing:
         raise SystemExit(f"no trained model in {missing} under {args.data_dir}")
-    config = simulation_config(
-        n_samples=p["n_samples"], n_lines=p["n_lines"], fs_mhz=p["fs_mhz"], fc_mhz=p["fc_mhz"],
-        pitch_mm=p["pitch_mm"], snr_db=p["snr_db"], strain_min=p["strain_min"], strain_max=p["strain_max"],
-    )
-    paths = study_datasets(args.data_dir, seed=p["seed"], n_train=p["n_train"], n_test=p["n_test"], config=config,
-                           workers=p["workers"])
+    paths = notebook_datasets(args.data_dir, p)
     tile = (p["teacher_crop_samples"], p["teacher_crop_lines"])
     device = default_device()  # as notebook 01 evaluates
     out = args.out or ROOT / "studies" / "results" / f"guided_tiles_{args.profile}.json"

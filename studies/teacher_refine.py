@@ -42,7 +42,7 @@ from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
 from cdpkd.recipes import ensure_refined, ensure_unsupervised_model, load_trained, teacher_base_recipe
 from cdpkd.runtime import provenance
 from cdpkd.sim import ensure_release_set
-from cdpkd.sim.study import simulation_config, study_datasets
+from cdpkd.sim.study import notebook_datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
@@ -73,12 +73,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     p = resolved_parameters(args.profile, NOTEBOOK)
-    config = simulation_config(
-        n_samples=p["n_samples"], n_lines=p["n_lines"], fs_mhz=p["fs_mhz"], fc_mhz=p["fc_mhz"],
-        pitch_mm=p["pitch_mm"], snr_db=p["snr_db"], strain_min=p["strain_min"], strain_max=p["strain_max"],
-    )
-    paths = study_datasets(args.data_dir, seed=p["seed"], n_train=p["n_train"], n_test=p["n_test"], config=config,
-                           workers=p["workers"])
+    paths = notebook_datasets(args.data_dir, p)
     base = teacher_base_recipe(p)
     common = dict(profile=args.profile)
     base_dir = ensure_unsupervised_model(args.data_dir, "teacher", base, paths["train"], **common)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cdpkd.recipes import UnsupervisedRecipe, ensure_teacher, refinement_recipe, teacher_base_recipe
-from cdpkd.sim.study import simulation_config, study_datasets
+from cdpkd.sim.study import notebook_datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,11 +38,7 @@ def test_refine_study_matches_notebook_01_and_chains(study, data_root, tmp_path)
     first, second = result["variants"]
     # the same stage notebook 01 trains (its recipe, its cache key): a cache hit here
     p = study.resolved_parameters("smoke", study.NOTEBOOK)
-    config = simulation_config(n_samples=p["n_samples"], n_lines=p["n_lines"], fs_mhz=p["fs_mhz"],
-                               fc_mhz=p["fc_mhz"], pitch_mm=p["pitch_mm"], snr_db=p["snr_db"],
-                               strain_min=p["strain_min"], strain_max=p["strain_max"])
-    paths = study_datasets(data_root, seed=p["seed"], n_train=p["n_train"], n_test=p["n_test"], config=config,
-                           workers=1)
+    paths = notebook_datasets(data_root, p, workers=1)
     stages = ensure_teacher(data_root, teacher_base_recipe(p), paths["train"], refine=p["teacher_refine"],
                             profile="smoke")
     assert first["artifact"] == stages[-1].name and result["base_artifact"] == stages[0].name
@@ -91,11 +87,7 @@ def guided_study():
 
 def test_guided_tiles_study_scores_both_modes_per_pair(guided_study, study, data_root, tmp_path):
     p = study.resolved_parameters("smoke", study.NOTEBOOK)
-    config = simulation_config(n_samples=p["n_samples"], n_lines=p["n_lines"], fs_mhz=p["fs_mhz"],
-                               fc_mhz=p["fc_mhz"], pitch_mm=p["pitch_mm"], snr_db=p["snr_db"],
-                               strain_min=p["strain_min"], strain_max=p["strain_max"])
-    paths = study_datasets(data_root, seed=p["seed"], n_train=p["n_train"], n_test=p["n_test"], config=config,
-                           workers=1)
+    paths = notebook_datasets(data_root, p, workers=1)
     teacher = ensure_teacher(data_root, teacher_base_recipe(p), paths["train"], refine=p["teacher_refine"],
                              profile="smoke")[-1]
     out = tmp_path / "guided.json"

@@ -8,7 +8,9 @@ cache makes the first caller build them and every later caller reuse them.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from .dataset import ensure_dataset
 from .imaging import ImagingConfig
@@ -70,3 +72,16 @@ def study_datasets(
             data_dir, simus_config, simus_pairs, seed + SIMUS_SEED_OFFSET, workers=workers, name="sim_simus"
         )
     return paths
+
+
+def notebook_datasets(data_dir: str | os.PathLike, params: Mapping[str, Any], *, workers: int | None = None) -> dict[str, Path]:
+    """:func:`study_datasets` (train and test) from the notebooks' parameters (e.g.
+    :func:`cdpkd.pipeline.resolved_parameters`), so scripts reuse the notebooks' cached datasets.
+    ``workers`` defaults to the parameters' own."""
+    config = simulation_config(
+        n_samples=params["n_samples"], n_lines=params["n_lines"], fs_mhz=params["fs_mhz"], fc_mhz=params["fc_mhz"],
+        pitch_mm=params["pitch_mm"], snr_db=params["snr_db"], strain_min=params["strain_min"],
+        strain_max=params["strain_max"],
+    )
+    return study_datasets(data_dir, seed=params["seed"], n_train=params["n_train"], n_test=params["n_test"],
+                          config=config, workers=params["workers"] if workers is None else workers)
