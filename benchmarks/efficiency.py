@@ -1,7 +1,8 @@
 """Efficiency of every method on one full RF pair, from the architectures alone (no training needed).
 
     python benchmarks/efficiency.py [--profile cpu] [--samples 2048] [--lines 256] [--repeats 5]
-                                    [--threads 2] [--gpu auto|on|off] [--whole-frame] [--out benchmarks/results]
+                                    [--threads 2] [--gpu auto|on|off] [--tiles guided|plain | --whole-frame]
+                                    [--out benchmarks/results]
 
 Parameters, FLOPs, peak memory and latency depend on the architecture, not on
 the weights, so this measures (with random weights) what notebook 04 measures on
@@ -10,10 +11,12 @@ profile's budget (DP-Net and CDP-KDNet have exactly these per-layer widths: both
 come from the same joint budget allocation, only *which* channels survive depends
 on the weights); the profile's baselines sized to the same parameter budget; NCC
 block matching and GLUE. One simulated pair of ``--samples`` x ``--lines``,
-batch 1, networks on overlapping tiles of the profile's training crop (as in
-the notebooks) or, with ``--whole-frame``, in one forward on the whole frame
-(faster, but not how the networks were evaluated: they were trained on crops).
-Writes ``efficiency_<profile>[_whole-frame]_<device>.json`` with the table,
+batch 1, networks on overlapping tiles of the profile's training crop, guided
+by a whole-frame pass or not (``--tiles``; default: the notebooks' ``guided_tiles``
+under the profile, so this times what they evaluate) or, with ``--whole-frame``,
+in one forward on the whole frame (faster, but not how the networks were
+evaluated: they were trained on crops). Writes
+``efficiency_<profile>[_plain-tiles|_whole-frame]_<device>.json`` with the table,
 the settings and the provenance (device, library versions, git SHA, date).
 """
 
@@ -68,11 +71,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--gpu", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--tiles", choices=("guided", "plain"), default=None,
+                        help="guided or plain tiles (default: the notebooks' guided_tiles under --profile)")
     parser.add_argument("--whole-frame", action="store_true", help="one forward per frame instead of tiles")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
+    if args.whole_frame and args.tiles:
+        parser.error("--tiles and --whole-frame exclude each other")
 
     networks, crop, settings = networks_of(args.profile)
+    if args.tiles is None:
+        guided = not args.whole_frame and bool(
+            resolved_parameters(args.profile, NOTEBOOK_DIR / "04_ablations.ipynb")["guided_tiles"])
+    else:
+        guided = args.tiles == "guided"
     trackers = {
         "ncc": Tracker(lambda pre, post: ncc_block_matching(pre, post), gpu=True),
         "glue": Tracker(lambda pre, post: glue(pre, post), flops_counted=False),
@@ -86,13 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         networks,
         trackers,
         tile=tile,
+        guided=guided,
         repeats=args.repeats,
         threads=args.threads,
         gpu=gpu,
     )
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     slug = re.sub(r"[^a-z0-9]+", "-", device_description().lower()).strip("-")
-    mode = "_whole-frame" if args.whole_frame else ""
+    mode = "_whole-frame" if args.whole_frame else ("" if guided else "_plain-tiles")
     path = args.out / f"efficiency_{args.profile}{mode}_{slug}.json"
     write_json(
         path,
@@ -105,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_threads": args.threads,
             **settings,
             "tile": list(tile) if tile else None,
+            "guided_tiles": guided,
             "methods": {
                 k: {c: (None if v != v else float(v)) for c, v in row.items()} for k, row in table.iterrows()
             },

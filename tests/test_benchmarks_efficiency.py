@@ -16,6 +16,14 @@ from cdpkd.recipes import StudentBudget, one_shot_prune
 CROP = (128, 32)
 
 
+def _benchmark_module():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "efficiency.py"
+    spec = importlib.util.spec_from_file_location("efficiency_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_pruned_widths_depend_on_the_budget_only():
     budget = StudentBudget(0.4, 0.5, 2)
     a, _ = one_shot_prune(build_model("umen_teacher_smoke", seed=0), budget, CROP)
@@ -37,10 +45,7 @@ def test_pruned_widths_depend_on_the_budget_only():
 
 
 def test_benchmark_builds_the_profile_networks_at_the_budget():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "efficiency.py"
-    spec = importlib.util.spec_from_file_location("efficiency_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _benchmark_module()
     networks, crop, settings = module.networks_of("cpu")
     teacher = count_parameters(networks["teacher"])
     budget = settings["budget"]["params_fraction"]
@@ -54,3 +59,10 @@ def test_benchmark_builds_the_profile_networks_at_the_budget():
     )
     with pytest.raises(PipelineError, match="unknown profile"):
         module.networks_of("no_such_profile")
+
+
+def test_benchmark_refuses_tiles_with_whole_frame(capsys):
+    module = _benchmark_module()
+    with pytest.raises(SystemExit):
+        module.main(["--tiles", "plain", "--whole-frame"])
+    assert "exclude each other" in capsys.readouterr().err

@@ -139,6 +139,10 @@ def test_guided_tile_shift_is_below_the_coarse_minimum_and_inside_the_frame():
     assert _tile_shift(coarse, 100, 0, 32, 8, 320, 8) == (9, 0)  # floor(~10.3 - 1)
     assert _tile_shift(coarse, 285, 0, 32, 8, 320, 8) == (3, 0)  # clipped: the crop ends at row 320
     assert _tile_shift(-coarse, 5, 0, 32, 8, 320, 8) == (-5, 0)  # clipped: the crop starts at row 0
+    # median-centred (quantile 0.5, no margin): floor of the median of 10.2..14.0 (~12.1)
+    assert _tile_shift(coarse, 100, 0, 32, 8, 320, 8, quantile=0.5, margin=0.0) == (12, 0)
+    with pytest.raises(ValueError, match="guide_quantile"):
+        network_estimator(CompressionOnlyMatcher(), "cpu", tile=(32, 8), guided=True, guide_quantile=1.5)
 
 
 def test_tile_starts_cover_the_axis():

@@ -102,3 +102,47 @@ def test_guided_tiles_study_scores_both_modes_per_pair(guided_study, study, data
         assert mode["mean"]["strain_rmse"] == pytest.approx(sum(mode["per_pair_strain_rmse"]) / p["n_test"])
     with pytest.raises(SystemExit, match="no trained model"):
         guided_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--artifact", "teacher/missing"])
+
+
+@pytest.fixture(scope="module")
+def diagnostics_study():
+    spec = importlib.util.spec_from_file_location("teacher_diagnostics_study", ROOT / "studies" / "teacher_diagnostics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_diagnostics_helpers_on_known_fields(diagnostics_study):
+    import numpy as np
+
+    def constant(pre, post):  # a fixed (axial 2, lateral 1) field whatever the input
+        return np.stack([np.full(pre.shape, 2.0, np.float32), np.ones(pre.shape, np.float32)])
+
+    frame = np.zeros((16, 8), np.float32)
+    averaged = diagnostics_study.mirrored(constant)(frame, frame)
+    np.testing.assert_allclose(averaged[0], 2.0)  # axial unchanged by a lateral mirror
+    np.testing.assert_allclose(averaged[1], 0.0)  # lateral: +1 and the mirrored run's -1
+    depth_only = np.tile(np.sin(np.arange(300.0))[:, None], (1, 40))
+    structure = diagnostics_study.error_structure(depth_only, (10, 2))
+    assert structure["depth_profile_share"] == pytest.approx(1.0)
+    bands = diagnostics_study.depth_bands(np.full((300, 4), 0.5), np.ones((300, 4), bool))
+    assert [b["rows"] for b in bands] == [[0, 128], [128, 256], [256, 300]]
+    assert all(b["strain_rmse"] == pytest.approx(0.5) for b in bands)
+
+
+def test_diagnostics_study_records_every_part(diagnostics_study, study, data_root, tmp_path):
+    p = study.resolved_parameters("smoke", study.NOTEBOOK)
+    paths = notebook_datasets(data_root, p, workers=1)
+    teacher = ensure_teacher(data_root, teacher_base_recipe(p), paths["train"], refine=p["teacher_refine"],
+                             profile="smoke")[-1]
+    out = tmp_path / "diagnostics.json"
+    result = diagnostics_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(out),
+                                     "--artifact", f"teacher/{teacher.name}", "--pairs", "0"])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    (row,) = result["pairs"]
+    assert set(row["modes"]) == {"plain", "guided", "guided_median_centred", "guided_mirror_average", "ncc"}
+    assert set(row["depth_bands"]) == {"plain", "guided"} and set(row["structure"]) == {"guided", "ncc"}
+    assert set(row["smoothed"]) == {"1x9", "21x9", "41x9"}
+    assert row["release"]["true_mean_axial_strain"] > 0  # released tissue expands
+    with pytest.raises(SystemExit, match="no trained model"):
+        diagnostics_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--artifact", "teacher/missing"])

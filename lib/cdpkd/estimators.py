@@ -46,14 +46,15 @@ GUIDE_MARGIN = 1.0  # samples below it
 
 
 def _tile_shift(
-    coarse: torch.Tensor, y: int, x: int, th: int, tw: int, height: int, width: int
+    coarse: torch.Tensor, y: int, x: int, th: int, tw: int, height: int, width: int,
+    quantile: float = GUIDE_QUANTILE, margin: float = GUIDE_MARGIN,
 ) -> tuple[int, int]:
     """Integer (axial, lateral) shift of the post crop of the tile at (y, x) from the coarse
-    2 x th x tw displacement in the tile: axially the floor of its 2 % quantile minus one sample,
-    so the residual left to the network is small and non-negative; laterally none. Clipped so
-    the crop stays in the frame."""
-    low = torch.quantile(coarse[0].flatten().float(), GUIDE_QUANTILE).item()
-    dy = int(np.floor(low - GUIDE_MARGIN))
+    2 x th x tw displacement in the tile: axially the floor of its ``quantile`` minus ``margin``
+    samples (default: 2 % quantile minus one, so the residual left to the network is small and
+    non-negative); laterally none. Clipped so the crop stays in the frame."""
+    low = torch.quantile(coarse[0].flatten().float(), quantile).item()
+    dy = int(np.floor(low - margin))
     return min(max(dy, -y), height - th - y), 0
 
 
@@ -65,6 +66,8 @@ def network_estimator(
     overlap: float = 0.5,
     tiles_per_batch: int = 16,
     guided: bool = False,
+    guide_quantile: float = GUIDE_QUANTILE,
+    guide_margin: float = GUIDE_MARGIN,
 ) -> Estimator:
     """Wrap a displacement network as an estimator on whole frames.
 
@@ -90,6 +93,9 @@ def network_estimator(
             trained on compression only never predict a negative axial displacement (measured:
             centring it on zero instead made the cpu teacher several times worse).
             Costs one whole-frame forward more.
+        guide_quantile, guide_margin: where guided tiles put the shift: the floor of this
+            quantile of the tile's coarse axial displacement minus this many samples (0.5 and
+            0 centre the residual on zero, for networks that predict both signs).
     """
     device = torch.device(device) if device is not None else default_device()
     model = model.to(device).eval()
@@ -97,6 +103,8 @@ def network_estimator(
         raise ValueError(f"tile must be (samples, lines) >= 1, got {tile!r}")
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    if not 0.0 <= guide_quantile <= 1.0:
+        raise ValueError(f"guide_quantile must be in [0, 1], got {guide_quantile}")
 
     def run(pre_t: torch.Tensor, post_t: torch.Tensor) -> torch.Tensor:
         """Batch of N x 1 x h x w crops -> N x 2 x h x w, each normalised by its own pre std."""
@@ -120,8 +128,8 @@ def network_estimator(
             shifts = [(0, 0)] * len(boxes)
             if guided:
                 coarse = run(pre_t[None, None], post_t[None, None])[0]
-                shifts = [_tile_shift(coarse[:, y : y + th, x : x + tw], y, x, th, tw, height, width)
-                          for y, x in boxes]
+                shifts = [_tile_shift(coarse[:, y : y + th, x : x + tw], y, x, th, tw, height, width,
+                                      guide_quantile, guide_margin) for y, x in boxes]
             weight = _tile_weight(th, tw).to(device)
             total = torch.zeros(2, height, width, device=device)
             norm = torch.zeros(height, width, device=device)

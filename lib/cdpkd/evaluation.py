@@ -52,6 +52,19 @@ def _border_mask(shape: tuple[int, int], border: tuple[int, int]) -> np.ndarray:
     return mask
 
 
+def scored_mask(labels: np.ndarray, border: tuple[int, int], strain_window: int) -> np.ndarray:
+    """H x W bool: the pixels every metric is computed on.
+
+    Pixels within ``border`` (samples, lines) of the frame edge are excluded: trackers
+    and networks are unreliable where the search window leaves the frame, and so is the
+    LS strain. So are release-pair pixels without ground truth
+    (:data:`cdpkd.sim.release.UNKNOWN_LABEL`) and those within half a strain window of
+    them (the true strain there mixes in the extrapolation).
+    """
+    unknown = binary_dilation(labels == UNKNOWN_LABEL, np.ones((2 * (strain_window // 2) + 1, 1), bool))
+    return _border_mask(labels.shape, border) & ~unknown
+
+
 def pair_metrics(
     estimate: np.ndarray,
     truth: np.ndarray,
@@ -62,23 +75,13 @@ def pair_metrics(
     strain_window: int,
     border: tuple[int, int],
 ) -> dict[str, float]:
-    """Quality metrics of one estimate (2 x H x W) against ground truth and the RF pair.
-
-    Pixels within ``border`` (samples, lines) of the frame edge are excluded
-    everywhere: trackers and networks are unreliable where the search window
-    leaves the frame, and so is the LS strain. So are release-pair pixels without
-    ground truth (:data:`cdpkd.sim.release.UNKNOWN_LABEL`) and those within half a
-    strain window of them.
-    """
+    """Quality metrics of one estimate (2 x H x W) against ground truth and the RF pair,
+    on the pixels of :func:`scored_mask`."""
     if estimate.shape != truth.shape:
         raise ValueError(f"estimate shape {estimate.shape} differs from ground truth {truth.shape}")
     if not np.isfinite(estimate).all():
         raise ValueError("estimate contains NaN or Inf")
-    inner = _border_mask(labels.shape, border)
-    # release pairs: no ground truth where the tissue was outside the compression pair's frame,
-    # nor within half a strain window of it (the true strain there mixes in the extrapolation)
-    unknown = binary_dilation(labels == UNKNOWN_LABEL, np.ones((2 * (strain_window // 2) + 1, 1), bool))
-    inner = inner & ~unknown
+    inner = scored_mask(labels, border, strain_window)
     rmse = disp_rmse(estimate[None], truth[None], inner)
     strain = axial_strain(estimate[None], strain_window)[0, 0]
     background = inner & (labels == 0)
