@@ -522,6 +522,7 @@ def test_hooks_called_and_val_and_logs_written(tmp_path):
     assert History.read(tmp_path).records == json.loads(json.dumps(history.records))
     fit_config = json.loads((tmp_path / "fit_config.json").read_text())
     assert fit_config["config"]["steps"] == 7 and fit_config["git_sha"]
+    assert fit_config["torch_device"] == "cpu" and fit_config["device"].startswith("cpu")  # as in result files
 
 
 def test_hook_mismatch_and_non_plain_state_are_clear_errors(tmp_path):

@@ -394,7 +394,7 @@ def _fit(
             {
                 "config": config.to_dict(),
                 "world_size": info.world_size,
-                "device": str(device),
+                "torch_device": str(device),
                 "amp_dtype": str(amp_dtype).replace("torch.", "") if amp_dtype else None,
                 "grad_scaler": use_scaler,
                 "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
@@ -402,7 +402,7 @@ def _fit(
                 # not runtime.provenance(): its library scan imports pymust etc. (seconds per fit call)
                 "git_sha": git_sha(),
                 "date": utc_now(),
-                "device_name": device_description(),
+                "device": device_description(),  # the same key and wording as every result file
                 "numerics": numerics(),
                 "torch": torch.__version__,
             },
