@@ -21,7 +21,10 @@ median metrics, per-pair strain RMSE, training similarity per pyramid output at 
 With ``--release`` every variant is also scored on the release set of the test pairs (each pair
 played backwards, ``cdpkd.sim.release``): the simulator only compresses, freehand scanning also
 releases. ``--guided`` scores with guided tiles (as the notebooks do since they have the option); ``--ncc``
-also scores NCC block matching on the same pairs, as a reference.
+also scores NCC block matching on the same pairs, as a reference. ``--set`` changes notebook 01's
+parameters before anything is built, e.g. another base teacher:
+``--set '{"teacher_model_overrides": {"input_mode": "rf+envelope", "full_res_levels": 2}}'``
+(the base and every stage are then new artifacts; the result records the parameters changed).
 """
 
 from __future__ import annotations
@@ -61,6 +64,16 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     return name, changes
 
 
+def parse_parameters(text: str) -> dict[str, Any]:
+    try:
+        changes = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"--set: invalid JSON ({err})") from err
+    if not isinstance(changes, dict):
+        raise argparse.ArgumentTypeError("--set: the JSON must be an object of notebook parameters")
+    return changes
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="cpu")
@@ -70,9 +83,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--release", action="store_true", help="also score on the test pairs played backwards")
     parser.add_argument("--guided", action="store_true", help="guided tiles (default: plain tiles)")
     parser.add_argument("--ncc", action="store_true", help="also score NCC block matching (notebook 01's), as a reference")
+    parser.add_argument("--set", type=parse_parameters, default={}, metavar="JSON",
+                        help="notebook 01 parameters to change, e.g. the base teacher's teacher_model_overrides")
     args = parser.parse_args(argv)
 
     p = resolved_parameters(args.profile, NOTEBOOK)
+    unknown = sorted(set(args.set) - set(p))
+    if unknown:
+        raise SystemExit(f"--set: {unknown} are not parameters of {NOTEBOOK.name}")
+    p = {**p, **args.set}
     paths = notebook_datasets(args.data_dir, p)
     base = teacher_base_recipe(p)
     common = dict(profile=args.profile)
@@ -81,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     release_set = ensure_release_set(args.data_dir, paths["test"]) if args.release else None
     out = args.out or ROOT / "studies" / "results" / f"teacher_refine_{args.profile}.json"
     result = {
-        **provenance(), "profile": args.profile, "base_artifact": base_dir.name, "base_recipe": base.to_dict(),
+        **provenance(), "profile": args.profile, "parameters_changed": args.set,
+        "base_artifact": base_dir.name, "base_recipe": base.to_dict(),
         "evaluation": {"tile": list(tile) if tile else None, "overlap": p["tile_overlap"],
                        "strain_window": p["strain_window"], "border": [p["border_samples"], p["border_lines"]],
                        "test_pairs": p["n_test"], "guided": args.guided, "release": args.release},

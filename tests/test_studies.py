@@ -64,6 +64,20 @@ def test_refine_study_rejects_bad_variants(study, data_root, tmp_path):
     with pytest.raises(SystemExit, match="no recipe fields"):
         study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "x.json"),
                     "--variant", "empty={}"])
+    with pytest.raises(SystemExit, match="not parameters of 01_teacher"):
+        study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "x.json"),
+                    "--set", '{"teacher_stepz": 3}', "--variant", "profile={}"])
+
+
+def test_refine_study_set_changes_the_base_teacher(study, data_root, tmp_path):
+    result = study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "set.json"),
+                         "--set", '{"teacher_steps": 3}', "--variant", 'short={"steps": 2}'])
+    assert result["parameters_changed"] == {"teacher_steps": 3} and result["base_recipe"]["steps"] == 3
+    p = study.resolved_parameters("smoke", study.NOTEBOOK)
+    default_base = teacher_base_recipe(p)
+    assert result["base_recipe"] == {**default_base.to_dict(), "steps": 3}
+    (row,) = result["variants"]
+    assert row["init_from"] == f"teacher/{result['base_artifact']}"
 
 
 def test_refinement_recipe_rejects_unknown_fields_and_init_from():
