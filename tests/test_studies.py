@@ -160,3 +160,39 @@ def test_diagnostics_study_records_every_part(diagnostics_study, study, data_roo
     assert row["release"]["true_mean_axial_strain"] > 0  # released tissue expands
     with pytest.raises(SystemExit, match="no trained model"):
         diagnostics_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--artifact", "teacher/missing"])
+
+
+@pytest.fixture(scope="module")
+def offsets_study():
+    spec = importlib.util.spec_from_file_location("real_data_offsets_study", ROOT / "studies" / "real_data_offsets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_real_data_offsets_describe_on_known_fields(offsets_study):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    frame = rng.standard_normal((200, 40)).astype(np.float32)
+    disp = np.zeros((2, 200, 40), np.float32)
+    disp[0] = -0.01 * np.arange(200, dtype=np.float32)[:, None]  # probe-fixed compression: 0 at the top, negative below
+    rois = {"inclusion": np.zeros((200, 40), bool), "background": np.zeros((200, 40), bool)}
+    rois["inclusion"][80:120, 5:15] = True
+    rois["background"][80:120, 25:35] = True
+    row = offsets_study.describe(frame, frame, disp, 31, (32, 4), rois)
+    assert row["mean_axial_strain"] == pytest.approx(-0.01, abs=1e-6)
+    assert row["axial_p99"] <= -0.3 and row["axial_p01"] == pytest.approx(-1.66, abs=0.01)
+    assert row["axial_p50"] == pytest.approx(-1.0, abs=0.01)
+    assert row["snre"] > 1e3  # a uniform strain: no variation in the background
+    assert set(row) == {"warp_ncc", "axial_p01", "axial_p50", "axial_p99", "mean_axial_strain", "snre", "cnr_db"}
+
+
+def test_real_data_offsets_refuses_missing_inputs(offsets_study, tmp_path):
+    with pytest.raises(SystemExit, match="no trained model"):
+        offsets_study.main(["--profile", "smoke", "--data-dir", str(tmp_path), "--artifact", "teacher/missing"])
+    (tmp_path / "teacher" / "x").mkdir(parents=True)
+    (tmp_path / "teacher" / "x" / "model.pt").write_bytes(b"")
+    with pytest.raises(SystemExit, match="real data missing"):
+        offsets_study.main(["--profile", "smoke", "--data-dir", str(tmp_path), "--artifact", "teacher/x",
+                            "--real-data-dir", str(tmp_path / "nowhere")])

@@ -1,0 +1,121 @@
+"""Why do the networks fail on the real phantom? (the real-data target of the ablation issue)
+
+Runs one trained network (a cached artifact of ``make reproduce``) and NCC block matching on the
+real pairs of notebook 05 (its parameters under ``--profile``: the CIRS 059 phantom pair with its
+ROIs, and the first consecutive pair of every in vivo sequence), whole frames, the network on
+plain and on guided tiles of its training crop, and records for each: warp NCC, the 1st / 50th /
+99th percentile of the axial displacement (samples), the mean axial strain and, on the phantom,
+SNRe in the background ROI and CNR (dB) between inclusion and background ROIs.
+
+The question it answers: the simulator holds the bottom of the phantom still, so a compression
+moves every pixel toward the deeper side of the frame by a *positive* axial displacement; a real
+probe holds the top still, so the same strain comes with a negative one. A network trained on
+simulated compression only has never predicted a negative axial displacement.
+
+    python studies/real_data_offsets.py --profile cpu --artifact teacher/b47059a98936d310
+
+Writes ``studies/results/real_data_offsets_<profile>.json`` (provenance, settings, one row per pair).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cdpkd.atomic import write_text
+from cdpkd.classic import ncc_block_matching
+from cdpkd.estimators import default_device, network_estimator
+from cdpkd.io import CIRS059_ACQUISITION, read_rf
+from cdpkd.metrics import axial_strain, cnr_db, snre, warp_ncc
+from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
+from cdpkd.realdata import inner_mask, roi_mask
+from cdpkd.recipes import load_trained
+from cdpkd.runtime import provenance
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = NOTEBOOK_DIR / "05_invivo_evaluation.ipynb"
+
+
+def describe(pre: np.ndarray, post: np.ndarray, disp: np.ndarray, window: int, border: tuple[int, int],
+             rois: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """No-reference numbers of one 2 x H x W displacement on the pair (see the module docstring)."""
+    strain = axial_strain(disp[None], window)[0, 0]
+    inner = inner_mask(strain.shape, border)
+    axial = disp[0][inner]
+    row = {
+        "warp_ncc": float(warp_ncc(pre[None, None], post[None, None], disp[None])[0]),
+        "axial_p01": float(np.percentile(axial, 1)), "axial_p50": float(np.percentile(axial, 50)),
+        "axial_p99": float(np.percentile(axial, 99)), "mean_axial_strain": float(strain[inner].mean()),
+    }
+    if rois:
+        row["snre"] = float(snre(strain, rois["background"]))
+        row["cnr_db"] = float(cnr_db(strain, rois["inclusion"], rois["background"]))
+    return row
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data", help="artifact root (make reproduce's)")
+    parser.add_argument("--real-data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--artifact", required=True, metavar="KIND/KEY", help="e.g. teacher/<key> under --data-dir")
+    parser.add_argument("--out", type=Path, default=None, help="default studies/results/real_data_offsets_<profile>.json")
+    args = parser.parse_args(argv)
+
+    p = resolved_parameters(args.profile, NOTEBOOK)
+    folder = args.data_dir / args.artifact
+    if not (folder / "model.pt").is_file():
+        raise SystemExit(f"no trained model in {folder}")
+    phantom = [args.real_data_dir / p["phantom_pre"], args.real_data_dir / p["phantom_post"]]
+    sequences = [args.real_data_dir / "invivo_arm" / f"{s}.mhd" for s in p["invivo_sequences"]]
+    missing = [str(f) for f in [*phantom, *sequences] if not f.is_file()]
+    if missing:
+        raise SystemExit(f"real data missing: {missing} (see the README's 'Real data' section)")
+
+    pitch = p["phantom_pitch_mm"] * 1e-3
+    pre, post = (read_rf(f, **CIRS059_ACQUISITION, pitch_m=pitch).frames[0] for f in phantom)
+    pairs = [("phantom", pre, post, {"inclusion": roi_mask(pre.shape, p["phantom_inclusion_roi"]),
+                                     "background": roi_mask(pre.shape, p["phantom_background_roi"])})]
+    for path in sequences:
+        frames = read_rf(path).frames
+        pairs.append((f"{path.stem} 0->1", frames[0], frames[1], None))
+
+    device = default_device()
+    model = load_trained(folder, device)
+    tile = (p["teacher_crop_samples"], p["teacher_crop_lines"])
+    methods = {
+        "ncc": lambda a, b: ncc_block_matching(a, b, **p["ncc_options"]),
+        "network_plain_tiles": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"]),
+        "network_guided_tiles": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"], guided=True),
+    }
+    window, border = p["strain_window"], (p["border_samples"], p["border_lines"])
+    out = args.out or ROOT / "studies" / "results" / f"real_data_offsets_{args.profile}.json"
+    result: dict[str, Any] = {
+        **provenance(), "artifact": args.artifact, "profile": args.profile,
+        "settings": {"tile": list(tile), "overlap": p["tile_overlap"], "strain_window": window, "border": list(border),
+                     "phantom_rois": {"inclusion": p["phantom_inclusion_roi"], "background": p["phantom_background_roi"]},
+                     "frames": "whole"},
+        "pairs": [],
+    }
+    for name, a, b, rois in pairs:
+        row: dict[str, Any] = {"pair": name, "shape": list(a.shape), "methods": {}}
+        for method, estimate in methods.items():
+            start = time.perf_counter()
+            disp = np.asarray(estimate(a, b), dtype=np.float32)
+            row["methods"][method] = {**describe(a, b, disp, window, border, rois),
+                                      "seconds": time.perf_counter() - start}
+        result["pairs"].append(row)
+        print(name + ": " + "; ".join(f"{m} warp NCC {v['warp_ncc']:.3f}, axial {v['axial_p01']:.1f}..{v['axial_p99']:.1f}"
+                                      for m, v in row["methods"].items()), flush=True)
+        write_text(out, json.dumps(result, indent=1) + "\n")  # after every pair: a stopped study keeps its rows
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
