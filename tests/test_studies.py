@@ -13,12 +13,17 @@ from cdpkd.sim.study import notebook_datasets
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def study():
-    spec = importlib.util.spec_from_file_location("teacher_refine_study", ROOT / "studies" / "teacher_refine.py")
+def load_study(filename: str):
+    """A script of studies/ imported as a module (they are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"study_{Path(filename).stem}", ROOT / "studies" / filename)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def study():
+    return load_study("teacher_refine.py")
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +98,7 @@ def test_refinement_recipe_rejects_unknown_fields_and_init_from():
 
 @pytest.fixture(scope="module")
 def guided_study():
-    spec = importlib.util.spec_from_file_location("guided_tiles_study", ROOT / "studies" / "guided_tiles.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_study("guided_tiles.py")
 
 
 def test_guided_tiles_study_scores_both_modes_per_pair(guided_study, study, data_root, tmp_path):
@@ -120,10 +122,7 @@ def test_guided_tiles_study_scores_both_modes_per_pair(guided_study, study, data
 
 @pytest.fixture(scope="module")
 def diagnostics_study():
-    spec = importlib.util.spec_from_file_location("teacher_diagnostics_study", ROOT / "studies" / "teacher_diagnostics.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_study("teacher_diagnostics.py")
 
 
 def test_diagnostics_helpers_on_known_fields(diagnostics_study):
@@ -164,10 +163,7 @@ def test_diagnostics_study_records_every_part(diagnostics_study, study, data_roo
 
 @pytest.fixture(scope="module")
 def offsets_study():
-    spec = importlib.util.spec_from_file_location("real_data_offsets_study", ROOT / "studies" / "real_data_offsets.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_study("real_data_offsets.py")
 
 
 def test_real_data_offsets_describe_on_known_fields(offsets_study):
