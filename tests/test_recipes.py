@@ -98,6 +98,9 @@ def test_later_recipe_fields_leave_old_cache_keys_alone(train_set, tmp_path):
     plain = _recipe().cache_dict()
     assert "init_from" not in plain and "val_tile" not in plain, "defaults of later fields stay out of the key"
     assert _recipe(init_from="teacher/abc", val_tile=True).cache_dict()["init_from"] == "teacher/abc"
+    assert "axial_offset" not in plain and _recipe(axial_offset=8).cache_dict()["axial_offset"] == 8
+    with pytest.raises(ValueError, match="axial_offset"):
+        _recipe(axial_offset=-2)
     with pytest.raises(FileNotFoundError, match="init_from"):
         ensure_unsupervised_model(tmp_path, "teacher", _recipe(init_from="teacher/missing"), train_set)
     with pytest.raises(ValueError, match="not_a_field"):

@@ -117,3 +117,45 @@ def test_release_pixels_without_truth_are_labelled_and_left_out_of_the_metrics()
     wrong[:, 100:110] += 1.0  # known pixels still count
     assert pair_metrics(wrong, released.displacement, released.pre, released.post, released.labels,
                         **score)["disp_rmse_axial"] > 0
+
+
+def test_dataset_serves_seeded_axial_offsets_that_still_warp_onto_pre(small_set):
+    from cdpkd.sim import RFPairDataset, read_pair
+
+    data = RFPairDataset(small_set, crop=(128, 32), seed=5, normalize=False, axial_offset=12)
+    shifts = []
+    for epoch in range(3):
+        data.set_epoch(epoch)
+        shifts += [int(data[i]["axial_shift"]) for i in range(len(data))]
+    assert all(-12 <= s <= 12 for s in shifts) and min(shifts) < 0 < max(shifts)
+    data.set_epoch(2)
+    assert [int(data[i]["axial_shift"]) for i in range(len(data))] == shifts[-len(data):], "a seeded draw"
+    index = next(i for i in range(len(data)) if abs(int(data[i]["axial_shift"])) >= 4)
+    item, pair = data[index], read_pair(small_set, index)
+    top, left = (int(v) for v in item["offset"])
+    shift = int(item["axial_shift"])
+    cols = slice(left, left + 32)
+    np.testing.assert_array_equal(item["pre"][0].numpy(), pair.pre[top : top + 128, cols])
+    np.testing.assert_array_equal(item["post"][0].numpy(), pair.post[top + shift : top + shift + 128, cols])
+    np.testing.assert_allclose(item["displacement"][0].numpy(), pair.displacement[0, top : top + 128, cols] - shift)
+
+    def warped_ncc(displacement):
+        warped = warp_reference(item["post"][None], displacement[None].float(), padding="border")
+        inner = (slice(None), slice(None), slice(16, -16), slice(4, -4))
+        return float(local_ncc(item["pre"][None][inner], warped[inner], (31, 5)).mean())
+
+    unshifted = torch.from_numpy(pair.displacement[:, top : top + 128, cols].copy())
+    assert warped_ncc(item["displacement"]) > 0.9 > warped_ncc(unshifted) + 0.2
+
+
+def test_axial_offset_needs_room_and_crops(small_set):
+    from cdpkd.sim import RFPairDataset
+
+    with pytest.raises(ValueError, match="non-negative integer"):
+        RFPairDataset(small_set, crop=(128, 32), axial_offset=-1)
+    with pytest.raises(ValueError, match="axial offsets up to 65"):
+        RFPairDataset(small_set, crop=(128, 32), axial_offset=65)  # 128 + 2 x 65 > 256 rows
+    with pytest.raises(ValueError, match="needs crops"):
+        RFPairDataset(small_set, axial_offset=4)
+    centred = RFPairDataset(small_set, crop=(128, 32), random_crop=False, axial_offset=8)
+    assert int(centred[0]["offset"][0]) == 8 + (256 - 128 - 16) // 2

@@ -59,10 +59,14 @@ class TrainingSchedule:
                 d.pop(name)
         return d
 
-    def _check_release_fraction(self) -> None:
+    def _check_data_options(self) -> None:
+        """release_fraction in [0, 1] and axial_offset a non-negative int, where the recipe has them."""
         fraction = getattr(self, "release_fraction", 0.0)
         if not 0.0 <= fraction <= 1.0:
             raise ValueError(f"{type(self).__name__}: release_fraction must be in [0, 1], got {fraction!r}")
+        offset = getattr(self, "axial_offset", 0)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"{type(self).__name__}: axial_offset must be a non-negative int (samples), got {offset!r}")
 
     def fit_config(self, profile: str, steps: int | None = None, lr: float | None = None) -> FitConfig:
         """The :class:`~cdpkd.train.FitConfig`, optionally with another number of ``steps`` or learning

@@ -118,14 +118,15 @@ class StudentTraining(TrainingSchedule):
     val_every: int | None = None
     strain_window: int = 31
     release_fraction: float = 0.0  # as in UnsupervisedRecipe
+    axial_offset: int = 0  # as in UnsupervisedRecipe
 
-    LATER_FIELDS: ClassVar[dict[str, Any]] = {"release_fraction": 0.0}
+    LATER_FIELDS: ClassVar[dict[str, Any]] = {"release_fraction": 0.0, "axial_offset": 0}
 
     def __post_init__(self) -> None:
         if isinstance(self.budget, dict):
             self.budget = StudentBudget(**self.budget)
         super().__post_init__()
-        self._check_release_fraction()
+        self._check_data_options()
 
 
 @dataclass(kw_only=True)
@@ -292,7 +293,7 @@ def _training_data(recipe: StudentTraining, train_path: Path):
     """(training indices, cropped training dataset, tiled validation on the held-out pairs or None)."""
     train_idx, val_idx = _split(train_path, recipe.val_pairs)
     dataset = RFPairDataset(train_path, crop=recipe.crop, seed=recipe.seed, indices=train_idx,
-                            release_fraction=recipe.release_fraction)
+                            release_fraction=recipe.release_fraction, axial_offset=recipe.axial_offset)
     val_fn = validation_fn(train_path, val_idx, recipe.strain_window, tile=recipe.crop) if val_idx else None
     return train_idx, dataset, val_fn
 

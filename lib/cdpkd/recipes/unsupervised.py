@@ -62,6 +62,9 @@ class UnsupervisedRecipe(TrainingSchedule):
             notebooks evaluate) instead of one whole-frame forward.
         release_fraction: fraction of the training items served as release pairs
             (:class:`cdpkd.sim.RFPairDataset`); validation stays on compression pairs.
+        axial_offset: largest rigid axial offset (samples, both signs) between each
+            training item's pre and post crops (:class:`cdpkd.sim.RFPairDataset`), so the
+            network sees negative axial displacements too; validation stays unshifted.
     """
 
     model: str
@@ -73,14 +76,15 @@ class UnsupervisedRecipe(TrainingSchedule):
     val_tile: bool = False
     keep_best: bool = False
     release_fraction: float = 0.0
+    axial_offset: int = 0
 
     LATER_FIELDS: ClassVar[dict[str, Any]] = {
-        "init_from": None, "val_tile": False, "keep_best": False, "release_fraction": 0.0,
+        "init_from": None, "val_tile": False, "keep_best": False, "release_fraction": 0.0, "axial_offset": 0,
     }
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._check_release_fraction()
+        self._check_data_options()
         self.model_config()  # unknown names or fields fail here, with a clear message
         if self.val_pairs < 0:
             raise ValueError(f"val_pairs must be >= 0, got {self.val_pairs}")
@@ -165,7 +169,7 @@ def train_unsupervised(
     train_path = Path(train_path)
     train_idx, val_idx = _split(train_path, recipe.val_pairs)
     dataset = RFPairDataset(train_path, crop=recipe.crop, seed=recipe.seed, indices=train_idx,
-                            release_fraction=recipe.release_fraction)
+                            release_fraction=recipe.release_fraction, axial_offset=recipe.axial_offset)
     model = build_model(recipe.model_config(), seed=recipe.seed)
     if init_model is not None:
         start = load_model(init_model)
