@@ -10,7 +10,7 @@ SNRe in the background ROI and CNR (dB) between inclusion and background ROIs.
 The question it answers: the simulator holds the bottom of the phantom still, so a compression
 moves every pixel toward the deeper side of the frame by a *positive* axial displacement; a real
 probe holds the top still, so the same strain comes with a negative one. A network trained on
-simulated compression only has never predicted a negative axial displacement.
+simulated compression only has never seen a negative axial displacement.
 
     python studies/real_data_offsets.py --profile cpu --artifact teacher/b47059a98936d310
 
@@ -32,9 +32,9 @@ from cdpkd.atomic import write_text
 from cdpkd.classic import ncc_block_matching
 from cdpkd.estimators import default_device, network_estimator
 from cdpkd.io import CIRS059_ACQUISITION, read_rf
-from cdpkd.metrics import axial_strain, cnr_db, snre, warp_ncc
+from cdpkd.metrics import axial_strain
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
-from cdpkd.realdata import inner_mask, roi_mask
+from cdpkd.realdata import inner_mask, no_reference_metrics, roi_mask
 from cdpkd.recipes import load_trained
 from cdpkd.runtime import provenance
 
@@ -44,18 +44,21 @@ NOTEBOOK = NOTEBOOK_DIR / "05_invivo_evaluation.ipynb"
 
 def describe(pre: np.ndarray, post: np.ndarray, disp: np.ndarray, window: int, border: tuple[int, int],
              rois: dict[str, np.ndarray] | None = None) -> dict[str, float]:
-    """No-reference numbers of one 2 x H x W displacement on the pair (see the module docstring)."""
-    strain = axial_strain(disp[None], window)[0, 0]
-    inner = inner_mask(strain.shape, border)
+    """No-reference numbers of one 2 x H x W displacement on the pair (see the module docstring): notebook
+    05's (:func:`cdpkd.realdata.no_reference_metrics`; SNRe in the background ROI) plus the axial
+    displacement's percentiles and mean strain inside ``border``."""
+    regions = dict(homogeneous=rois["background"], target=rois["inclusion"], background=rois["background"]) if rois else {}
+    metrics = no_reference_metrics(disp, pre, post, strain_window=window, **regions)
+    inner = inner_mask(disp.shape[1:], border)
     axial = disp[0][inner]
     row = {
-        "warp_ncc": float(warp_ncc(pre[None, None], post[None, None], disp[None])[0]),
+        "warp_ncc": metrics["warp_ncc"],
         "axial_p01": float(np.percentile(axial, 1)), "axial_p50": float(np.percentile(axial, 50)),
-        "axial_p99": float(np.percentile(axial, 99)), "mean_axial_strain": float(strain[inner].mean()),
+        "axial_p99": float(np.percentile(axial, 99)),
+        "mean_axial_strain": float(axial_strain(disp[None], window)[0, 0][inner].mean()),
     }
     if rois:
-        row["snre"] = float(snre(strain, rois["background"]))
-        row["cnr_db"] = float(cnr_db(strain, rois["inclusion"], rois["background"]))
+        row.update(snre=metrics["snre"], cnr_db=metrics["cnr_db"])
     return row
 
 
@@ -63,17 +66,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data", help="artifact root (make reproduce's)")
-    parser.add_argument("--real-data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--real-data-dir", type=Path, default=None,
+                        help="default: notebook 05's real_data_dir (relative to notebooks/)")
     parser.add_argument("--artifact", required=True, metavar="KIND/KEY", help="e.g. teacher/<key> under --data-dir")
     parser.add_argument("--out", type=Path, default=None, help="default studies/results/real_data_offsets_<profile>.json")
     args = parser.parse_args(argv)
 
     p = resolved_parameters(args.profile, NOTEBOOK)
+    real_dir = args.real_data_dir or (NOTEBOOK_DIR / p["real_data_dir"]).resolve()
     folder = args.data_dir / args.artifact
     if not (folder / "model.pt").is_file():
         raise SystemExit(f"no trained model in {folder}")
-    phantom = [args.real_data_dir / p["phantom_pre"], args.real_data_dir / p["phantom_post"]]
-    sequences = [args.real_data_dir / "invivo_arm" / f"{s}.mhd" for s in p["invivo_sequences"]]
+    phantom = [real_dir / p["phantom_pre"], real_dir / p["phantom_post"]]
+    sequences = [real_dir / "invivo_arm" / f"{s}.mhd" for s in p["invivo_sequences"]]
     missing = [str(f) for f in [*phantom, *sequences] if not f.is_file()]
     if missing:
         raise SystemExit(f"real data missing: {missing} (see the README's 'Real data' section)")

@@ -51,27 +51,26 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
 
 
+def json_object(text: str, option: str) -> dict[str, Any]:
+    """``text`` parsed as a JSON object, or an argparse error naming ``option``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"{option}: invalid JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{option}: the JSON must be an object")
+    return value
+
+
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     name, sep, spec = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"--variant takes NAME=JSON, got {text!r}")
-    try:
-        changes = json.loads(spec)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"--variant {name}: invalid JSON ({err})") from err
-    if not isinstance(changes, dict):
-        raise argparse.ArgumentTypeError(f"--variant {name}: the JSON must be an object")
-    return name, changes
+    return name, json_object(spec, f"--variant {name}")
 
 
 def parse_parameters(text: str) -> dict[str, Any]:
-    try:
-        changes = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"--set: invalid JSON ({err})") from err
-    if not isinstance(changes, dict):
-        raise argparse.ArgumentTypeError("--set: the JSON must be an object of notebook parameters")
-    return changes
+    return json_object(text, "--set")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

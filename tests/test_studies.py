@@ -31,7 +31,17 @@ def data_root(tmp_path_factory):  # shared: the datasets and base teacher are bu
     return tmp_path_factory.mktemp("study_data")
 
 
-def test_refine_study_matches_notebook_01_and_chains(study, data_root, tmp_path):
+@pytest.fixture(scope="module")
+def smoke_teacher(study, data_root):
+    """Notebook 01's smoke parameters and its teacher stages (base first), built once under ``data_root``."""
+    p = study.resolved_parameters("smoke", study.NOTEBOOK)
+    paths = notebook_datasets(data_root, p, workers=1)
+    stages = ensure_teacher(data_root, teacher_base_recipe(p), paths["train"], refine=p["teacher_refine"],
+                            profile="smoke")
+    return p, stages
+
+
+def test_refine_study_matches_notebook_01_and_chains(study, smoke_teacher, data_root, tmp_path):
     out = tmp_path / "study.json"
     result = study.main([
         "--profile", "smoke", "--data-dir", str(data_root), "--out", str(out),
@@ -41,11 +51,8 @@ def test_refine_study_matches_notebook_01_and_chains(study, data_root, tmp_path)
     ])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     first, second = result["variants"]
-    # the same stage notebook 01 trains (its recipe, its cache key): a cache hit here
-    p = study.resolved_parameters("smoke", study.NOTEBOOK)
-    paths = notebook_datasets(data_root, p, workers=1)
-    stages = ensure_teacher(data_root, teacher_base_recipe(p), paths["train"], refine=p["teacher_refine"],
-                            profile="smoke")
+    # the same stages notebook 01 trains (its recipe, its cache key)
+    p, stages = smoke_teacher
     assert first["artifact"] == stages[-1].name and result["base_artifact"] == stages[0].name
     assert second["init_from"] == f"teacher/{first['artifact']}" and second["after"] == "profile"
     for row in (first, second):
@@ -101,11 +108,9 @@ def guided_study():
     return load_study("guided_tiles.py")
 
 
-def test_guided_tiles_study_scores_both_modes_per_pair(guided_study, study, data_root, tmp_path):
-    p = study.resolved_parameters("smoke", study.NOTEBOOK)
-    paths = notebook_datasets(data_root, p, workers=1)
-    teacher = ensure_teacher(data_root, teacher_base_recipe(p), paths["train"], refine=p["teacher_refine"],
-                             profile="smoke")[-1]
+def test_guided_tiles_study_scores_both_modes_per_pair(guided_study, smoke_teacher, data_root, tmp_path):
+    p, stages = smoke_teacher
+    teacher = stages[-1]
     out = tmp_path / "guided.json"
     name = f"teacher/{teacher.name}"
     result = guided_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(out),
@@ -143,11 +148,9 @@ def test_diagnostics_helpers_on_known_fields(diagnostics_study):
     assert all(b["strain_rmse"] == pytest.approx(0.5) for b in bands)
 
 
-def test_diagnostics_study_records_every_part(diagnostics_study, study, data_root, tmp_path):
-    p = study.resolved_parameters("smoke", study.NOTEBOOK)
-    paths = notebook_datasets(data_root, p, workers=1)
-    teacher = ensure_teacher(data_root, teacher_base_recipe(p), paths["train"], refine=p["teacher_refine"],
-                             profile="smoke")[-1]
+def test_diagnostics_study_records_every_part(diagnostics_study, smoke_teacher, data_root, tmp_path):
+    p, stages = smoke_teacher
+    teacher = stages[-1]
     out = tmp_path / "diagnostics.json"
     result = diagnostics_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(out),
                                      "--artifact", f"teacher/{teacher.name}", "--pairs", "0"])

@@ -90,8 +90,8 @@ def network_estimator(
             network then sees a small residual instead of the full displacement: with
             256-sample tiles, the ~45-sample shift near a compressed surface moves a sixth of
             the tile's content out of view. The residual is kept non-negative because networks
-            trained on compression only never predict a negative axial displacement (measured:
-            centring it on zero instead made the cpu teacher several times worse).
+            trained on simulated compression only have never seen a negative axial displacement
+            (measured: centring it on zero instead made the cpu teacher several times worse).
             Costs one whole-frame forward more.
         guide_quantile, guide_margin: where guided tiles put the shift: the floor of this
             quantile of the tile's coarse axial displacement minus this many samples (0.5 and

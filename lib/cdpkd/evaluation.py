@@ -22,6 +22,7 @@ import pandas as pd
 from scipy.ndimage import binary_dilation
 
 from .metrics import axial_strain, cnr_db, disp_rmse, snre, strain_rmse, warp_ncc
+from .realdata import inner_mask
 from .sim import read_metas, read_pair
 from .sim.dataset import open_dataset
 from .sim.release import UNKNOWN_LABEL
@@ -45,13 +46,6 @@ class Evaluation:
     estimates: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
 
 
-def _border_mask(shape: tuple[int, int], border: tuple[int, int]) -> np.ndarray:
-    mask = np.zeros(shape, dtype=bool)
-    by, bx = border
-    mask[by : shape[0] - by or None, bx : shape[1] - bx or None] = True
-    return mask
-
-
 def scored_mask(labels: np.ndarray, border: tuple[int, int], strain_window: int) -> np.ndarray:
     """H x W bool: the pixels every metric is computed on.
 
@@ -62,7 +56,7 @@ def scored_mask(labels: np.ndarray, border: tuple[int, int], strain_window: int)
     them (the true strain there mixes in the extrapolation).
     """
     unknown = binary_dilation(labels == UNKNOWN_LABEL, np.ones((2 * (strain_window // 2) + 1, 1), bool))
-    return _border_mask(labels.shape, border) & ~unknown
+    return inner_mask(labels.shape, border) & ~unknown
 
 
 def pair_metrics(
