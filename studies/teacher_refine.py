@@ -25,6 +25,8 @@ also scores NCC block matching on the same pairs, as a reference. ``--set`` chan
 parameters before anything is built, e.g. another base teacher:
 ``--set '{"teacher_model_overrides": {"input_mode": "rf+envelope", "full_res_levels": 2}}'``
 (the base and every stage are then new artifacts; the result records the parameters changed).
+``--score-base`` also scores the base teacher itself (as variant ``base``; with no ``--variant``
+only the base is trained and scored), e.g. to compare two base architectures at equal training.
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data", help="artifact root (make reproduce's)")
-    parser.add_argument("--variant", type=parse_variant, action="append", required=True, metavar="NAME=JSON")
+    parser.add_argument("--variant", type=parse_variant, action="append", default=[], metavar="NAME=JSON")
+    parser.add_argument("--score-base", action="store_true", help="also score the base teacher itself (variant 'base')")
     parser.add_argument("--out", type=Path, default=None, help="default studies/results/teacher_refine_<profile>.json")
     parser.add_argument("--release", action="store_true", help="also score on the test pairs played backwards")
     parser.add_argument("--guided", action="store_true", help="guided tiles (default: plain tiles)")
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--set", type=parse_parameters, default={}, metavar="JSON",
                         help="notebook 01 parameters to change, e.g. the base teacher's teacher_model_overrides")
     args = parser.parse_args(argv)
+    if not args.variant and not args.score_base:
+        parser.error("give at least one --variant, or --score-base")
 
     p = resolved_parameters(args.profile, NOTEBOOK)
     unknown = sorted(set(args.set) - set(p))
@@ -114,6 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             summary = evaluate_estimators({"ncc": ncc_block_matching}, dataset, **score).summary.loc["ncc"]
             result["ncc"][label] = {k: float(v) for k, v in summary.drop("time_per_frame_ms").items()}
     done = {}  # variant name -> (its last stage's recipe, artifact folder)
+    stages = [("base", None, None, base, base_dir)] if args.score_base else []
     for name, changes in args.variant:
         changes = dict(changes)
         after = changes.pop("after", None)
@@ -122,9 +128,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         refine = p["teacher_refine"] if name == "profile" and not changes else changes
         if not refine:
             raise SystemExit(f"variant {name}: no recipe fields to change")
-        start_recipe, start = done[after] if after else (base, base_dir)
-        recipe, stage = ensure_refined(args.data_dir, start_recipe, start, refine, paths["train"], **common)[-1]
-        done[name] = recipe, stage
+        if name == "base" and args.score_base:
+            raise SystemExit("--score-base scores a variant named 'base': name yours otherwise")
+        done[name] = None  # trained in the loop below, in order
+        stages.append((name, refine, after, None, None))
+    for name, refine, after, recipe, stage in stages:
+        if stage is None:
+            start_recipe, start = done[after] if after else (base, base_dir)
+            recipe, stage = ensure_refined(args.data_dir, start_recipe, start, refine, paths["train"], **common)[-1]
+            done[name] = recipe, stage
         device = default_device()  # as notebook 01 evaluates
         estimator = network_estimator(load_trained(stage, device), device, tile=tile, overlap=p["tile_overlap"],
                                       guided=args.guided)

@@ -73,6 +73,10 @@ def test_scaled_rounds_and_keeps_minimum_four():
         ({"leaky_slope": 1.5}, "leaky_slope"),
         ({"dense": 1}, "dense"),
         ({"in_channels": 1.0}, "in_channels"),
+        ({"cost_windows": ((3, 3),) * 2}, "cost_windows"),
+        ({"cost_windows": (4, 3)}, "cost_windows"),
+        ({"cost_windows": (3, 0)}, "cost_windows"),
+        ({"cost_windows": 3}, "cost_windows"),
     ],
 )
 def test_invalid_configs_are_rejected(changes, match):
@@ -85,3 +89,15 @@ def test_from_dict_rejects_unknown_keys():
     data["pyramid_chanels"] = [8]
     with pytest.raises(ValueError, match="unknown keys"):
         PWCConfig.from_dict(data)
+
+
+def test_cost_windows_shorthand_round_trip_and_unchanged_keys():
+    cfg = PWCConfig(cost_windows=(5, 3))
+    assert cfg.cost_windows == ((5, 3),) * 5
+    assert cfg.cost_window(4) == (5, 3)
+    assert PWCConfig.from_dict(cfg.to_dict()) == cfg
+    plain = PWCConfig()
+    assert plain.cost_window(0) == (1, 1)
+    # a config without windows hashes into artifact keys exactly as before the field existed
+    assert "cost_windows" not in plain.to_dict()
+    assert PWCConfig.from_dict(plain.to_dict()) == plain

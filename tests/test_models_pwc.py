@@ -23,6 +23,7 @@ FULL = PWCConfig(
     context_dilations=(1, 2),
 )
 PLAIN_STACK = FULL.replace(dense=False, upfeat_channels=0, context=False, full_res_levels=2)
+WINDOWED = FULL.replace(cost_windows=((1, 1), (3, 3), (5, 1)))
 
 
 @pytest.fixture(autouse=True)
@@ -41,8 +42,8 @@ def _pair(shape, seed=0):
 
 @pytest.mark.parametrize(
     "config",
-    [FULL, PLAIN_STACK, "umen_teacher_smoke", "dpnet_smoke"],
-    ids=["full", "plain_stack", "smoke", "dpnet_smoke"],
+    [FULL, PLAIN_STACK, WINDOWED, "umen_teacher_smoke", "dpnet_smoke"],
+    ids=["full", "plain_stack", "windowed_cost", "smoke", "dpnet_smoke"],
 )
 @pytest.mark.parametrize("size", [(32, 16), (37, 21), (5, 3)])
 def test_output_shapes(config, size):
@@ -228,3 +229,22 @@ def test_cost_volumes_carry_a_matching_signal_at_init():
         model(pre, post)
     assert len(spread) == len(model.cost_volumes)
     assert min(spread) > 2e-3, spread  # about 1e-4 with the default init
+
+
+@pytest.mark.parametrize("correlation", ["plain", "gocor"])
+def test_windowed_cost_is_the_box_mean_of_the_pixel_cost(correlation):
+    """WindowedCost: each displacement channel averaged over the window, borders over the pixels inside."""
+    from cdpkd.models.cost import WindowedCost, make_cost_volume
+
+    f1, f2 = _pair((1, 3, 9, 7))
+    inner = make_cost_volume(correlation, 2, 1, 2)
+    windowed = make_cost_volume(correlation, 2, 1, 2, (5, 3))
+    assert isinstance(windowed, WindowedCost) and not isinstance(inner, WindowedCost)
+    windowed.inner.load_state_dict(inner.state_dict())
+    with torch.no_grad():
+        pixel, out = inner(f1, f2), windowed(f1, f2)
+    ref = torch.zeros_like(pixel)
+    for y in range(9):
+        for x in range(7):
+            ref[..., y, x] = pixel[..., max(0, y - 2) : y + 3, max(0, x - 1) : x + 2].mean(dim=(-2, -1))
+    torch.testing.assert_close(out, ref)

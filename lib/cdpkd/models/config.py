@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 INPUT_MODES = ("rf", "rf+envelope")
+# Fields added after model configs were first hashed into artifact keys, with their defaults
+# (as in to_dict): left out of to_dict while they hold them, so earlier configs keep their keys.
+_LATER_FIELDS: dict[str, Any] = {"cost_windows": []}
 CORRELATIONS = ("plain", "gocor")
 
 # UMEN-Net teacher (DESIGN.md section 1), PWC-Net-like: three 3x3 convs per pyramid level.
@@ -101,6 +104,11 @@ class PWCConfig:
             next finer level (PWC-Net's "upfeat"); 0 disables.
         search_radii: per estimator level (radius_axial, radius_lateral) in
             that level's pixels; a single pair is shared by all levels.
+        cost_windows: per estimator level an odd (axial, lateral) window, in that
+            level's pixels, over which the cost volume is averaged before the
+            estimator sees it (windowed correlation, as in NCC block matching: a
+            single pixel's feature product is speckle noise); a single pair is
+            shared by all levels; empty (default) or (1, 1): no averaging.
         correlation: "plain" (``cdpkd.ops.correlation``) or "gocor".
         gocor_steps: unrolled steepest-descent steps of GOCor.
         context: dilated context network refining the finest estimate.
@@ -119,6 +127,7 @@ class PWCConfig:
     dense: bool = True
     upfeat_channels: int = 2
     search_radii: tuple = TEACHER_RADII
+    cost_windows: tuple = ()
     correlation: str = "plain"
     gocor_steps: int = 3
     context: bool = True
@@ -185,6 +194,18 @@ class PWCConfig:
             )
         set_(self, "search_radii", radii)
 
+        windows = tuple(self.cost_windows) if isinstance(self.cost_windows, Iterable) else None
+        if windows and len(windows) == 2 and all(isinstance(w, int) for w in windows):
+            windows = (windows,) * k
+        windows = tuple(_int_tuple(w, "cost_windows") for w in windows) if windows is not None else None
+        if windows is None or (windows and (len(windows) != k or any(
+            len(w) != 2 or min(w) < 1 or w[0] % 2 == 0 or w[1] % 2 == 0 for w in windows
+        ))):
+            raise ValueError(
+                f"PWCConfig: cost_windows needs {k} odd pairs (axial, lateral) >= 1, or none, got {self.cost_windows}"
+            )
+        set_(self, "cost_windows", windows)
+
         cw = _int_tuple(self.context_widths, "context_widths")
         cd = _int_tuple(self.context_dilations, "context_dilations")
         if self.context:
@@ -221,6 +242,10 @@ class PWCConfig:
         """Channels entering the pyramid (inputs, plus their envelopes in "rf+envelope" mode)."""
         return self.in_channels * (2 if self.input_mode == "rf+envelope" else 1)
 
+    def cost_window(self, index: int) -> tuple[int, int]:
+        """Cost-volume averaging window of estimator ``index`` (coarse to fine); (1, 1) when none."""
+        return self.cost_windows[index] if self.cost_windows else (1, 1)
+
     # ------------------------------------------------------------------ transforms
     def scaled(self, width_multiplier: float) -> PWCConfig:
         """Same topology with every conv width scaled by ``width_multiplier``, rounded, at least 4.
@@ -254,7 +279,11 @@ class PWCConfig:
         def plain(v: Any) -> Any:
             return [plain(x) for x in v] if isinstance(v, tuple) else v
 
-        return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        d = {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        for name, default in _LATER_FIELDS.items():  # keep the cache keys of configs that do not use them
+            if d[name] == default:
+                d.pop(name)
+        return d
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PWCConfig:

@@ -86,7 +86,9 @@ class PWCNet(nn.Module):
         for i, (level, widths, (ra, rl)) in enumerate(
             zip(config.estimator_levels, config.estimator_widths, config.search_radii)
         ):
-            self.cost_volumes.append(make_cost_volume(config.correlation, ra, rl, config.gocor_steps))
+            self.cost_volumes.append(
+                make_cost_volume(config.correlation, ra, rl, config.gocor_steps, config.cost_window(i))
+            )
             d = (2 * ra + 1) * (2 * rl + 1)
             in_ch = d + config.pyramid_channels[level][-1] + (0 if i == 0 else 2 + config.upfeat_channels)
             self.estimators.append(
