@@ -92,6 +92,28 @@ def test_refine_study_set_changes_the_base_teacher(study, data_root, tmp_path):
     assert row["init_from"] == f"teacher/{result['base_artifact']}"
 
 
+def test_refine_study_scores_the_base_alone(study, smoke_teacher, data_root, tmp_path):
+    """--score-base without variants: the base teacher itself, scored like a variant; a model
+    override (a windowed cost volume) makes it another artifact."""
+    result = study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "base.json"),
+                         "--score-base"])
+    p, stages = smoke_teacher
+    (row,) = result["variants"]
+    assert row["name"] == "base" and row["artifact"] == stages[0].name == result["base_artifact"]
+    assert row["init_from"] is None and len(row["per_pair_strain_rmse"]) == p["n_test"]
+    windowed = study.main([
+        "--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "windowed.json"), "--score-base",
+        "--set", json.dumps({"teacher_model_overrides": {**p["teacher_model_overrides"], "cost_windows": [3, 3]}}),
+    ])
+    assert windowed["base_artifact"] != stages[0].name
+    assert windowed["base_recipe"]["model_overrides"]["cost_windows"] == [3, 3]
+    with pytest.raises(SystemExit):
+        study.main(["--profile", "smoke", "--data-dir", str(data_root)])  # nothing to do
+    with pytest.raises(SystemExit, match="named 'base'"):
+        study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "x.json"),
+                    "--score-base", "--variant", 'base={"steps": 2}'])
+
+
 def test_refinement_recipe_rejects_unknown_fields_and_init_from():
     base = UnsupervisedRecipe(model="umen_teacher_smoke", crop=(64, 16), steps=4, loss={"level_decay": 1.0})
     stage = refinement_recipe(base, {"steps": 2, "loss": {"smooth_weight": 0.5}}, "teacher/abc")
