@@ -248,3 +248,18 @@ def test_windowed_cost_is_the_box_mean_of_the_pixel_cost(correlation):
         for x in range(7):
             ref[..., y, x] = pixel[..., max(0, y - 2) : y + 3, max(0, x - 1) : x + 2].mean(dim=(-2, -1))
     torch.testing.assert_close(out, ref)
+
+
+def test_windowed_cost_averaging_is_counted_in_flops():
+    """avg_pool2d has a registered formula: kh * kw FLOPs per output of each windowed volume."""
+    from cdpkd.complexity import count_flops
+
+    plain, windowed = PWCNet(FULL), PWCNet(WINDOWED)
+    h, w = 32, 16
+    extra = 0
+    for level, (ra, rl), (kh, kw) in zip(FULL.estimator_levels, FULL.search_radii, WINDOWED.cost_windows):
+        if (kh, kw) != (1, 1):
+            s = FULL.level_stride(level)
+            extra += (2 * ra + 1) * (2 * rl + 1) * (h // s) * (w // s) * kh * kw
+    assert extra > 0
+    assert count_flops(windowed, h, w) - count_flops(plain, h, w) == extra
