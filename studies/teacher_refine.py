@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if not args.variant and not args.score_base:
         parser.error("give at least one --variant, or --score-base")
+    if args.score_base and any(name == "base" for name, _ in args.variant):
+        raise SystemExit("--score-base scores a variant named 'base': name yours otherwise")
 
     p = resolved_parameters(args.profile, NOTEBOOK)
     unknown = sorted(set(args.set) - set(p))
@@ -118,26 +120,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for label, dataset in sets.items():
             summary = evaluate_estimators({"ncc": ncc_block_matching}, dataset, **score).summary.loc["ncc"]
             result["ncc"][label] = {k: float(v) for k, v in summary.drop("time_per_frame_ms").items()}
-    done = {}  # variant name -> (its last stage's recipe, artifact folder)
-    stages = [("base", None, None, base, base_dir)] if args.score_base else []
-    for name, changes in args.variant:
-        changes = dict(changes)
-        after = changes.pop("after", None)
-        if after is not None and after not in done:
-            raise SystemExit(f"variant {name}: 'after' names {after!r}, not an earlier variant ({list(done)})")
-        refine = p["teacher_refine"] if name == "profile" and not changes else changes
-        if not refine:
-            raise SystemExit(f"variant {name}: no recipe fields to change")
-        if name == "base" and args.score_base:
-            raise SystemExit("--score-base scores a variant named 'base': name yours otherwise")
-        done[name] = None  # trained in the loop below, in order
-        stages.append((name, refine, after, None, None))
-    for name, refine, after, recipe, stage in stages:
-        if stage is None:
-            start_recipe, start = done[after] if after else (base, base_dir)
-            recipe, stage = ensure_refined(args.data_dir, start_recipe, start, refine, paths["train"], **common)[-1]
-            done[name] = recipe, stage
-        device = default_device()  # as notebook 01 evaluates
+    device = default_device()  # as notebook 01 evaluates
+
+    def score_stage(name: str, refine: Any, after: str | None, recipe: Any, stage: Path) -> None:
+        """Score one trained stage on the test pairs (and release pairs) and append its row to the result file."""
         estimator = network_estimator(load_trained(stage, device), device, tile=tile, overlap=p["tile_overlap"],
                                       guided=args.guided)
         evaluation = evaluate_estimators({name: estimator}, paths["test"], **score)
@@ -161,9 +147,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "mean": {k: float(v) for k, v in released.summary.loc[name].drop("time_per_frame_ms").items()},
                 "per_pair_strain_rmse": [float(x) for x in per_pair_table(released, release_set)[name]],
             }
-        write_text(out, json.dumps(result, indent=1) + "\n")  # after every variant: a stopped study keeps its rows
+        write_text(out, json.dumps(result, indent=1) + "\n")  # after every stage: a stopped study keeps its rows
         print(f"{name}: artifact {stage.name}; strain RMSE mean {mean['strain_rmse']:.3e}, "
               f"median {per_pair[name].median():.3e}; SNRe {mean['snre']:.2f} -> {out}", flush=True)
+
+    if args.score_base:
+        score_stage("base", None, None, base, base_dir)
+    done = {}  # variant name -> (its last stage's recipe, artifact folder)
+    for name, changes in args.variant:
+        changes = dict(changes)
+        after = changes.pop("after", None)
+        if after is not None and after not in done:
+            raise SystemExit(f"variant {name}: 'after' names {after!r}, not an earlier variant ({list(done)})")
+        refine = p["teacher_refine"] if name == "profile" and not changes else changes
+        if not refine:
+            raise SystemExit(f"variant {name}: no recipe fields to change")
+        start_recipe, start = done[after] if after else (base, base_dir)
+        recipe, stage = ensure_refined(args.data_dir, start_recipe, start, refine, paths["train"], **common)[-1]
+        done[name] = recipe, stage
+        score_stage(name, refine, after, recipe, stage)
     return result
 
 

@@ -101,3 +101,4 @@ def test_cost_windows_shorthand_round_trip_and_unchanged_keys():
     # a config without windows hashes into artifact keys exactly as before the field existed
     assert "cost_windows" not in plain.to_dict()
     assert PWCConfig.from_dict(plain.to_dict()) == plain
+    assert PWCConfig(cost_windows=(1, 1)) == plain  # windows of one pixel are no windows: same network, same key

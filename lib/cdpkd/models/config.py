@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 INPUT_MODES = ("rf", "rf+envelope")
+CORRELATIONS = ("plain", "gocor")
 # Fields added after model configs were first hashed into artifact keys, with their defaults
 # (as in to_dict): left out of to_dict while they hold them, so earlier configs keep their keys.
 _LATER_FIELDS: dict[str, Any] = {"cost_windows": []}
-CORRELATIONS = ("plain", "gocor")
 
 # UMEN-Net teacher (DESIGN.md section 1), PWC-Net-like: three 3x3 convs per pyramid level.
 TEACHER_PYRAMID = (16, 32, 64, 96, 128, 196)
@@ -57,6 +57,17 @@ def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
 def _positive(values: tuple[int, ...], what: str) -> None:
     if not values or any(v < 1 for v in values):
         raise ValueError(f"PWCConfig: {what} must be a non-empty sequence of positive integers, got {values}")
+
+
+def _level_pairs(value: Any, count: int, what: str) -> tuple[tuple[int, ...], ...]:
+    """One (axial, lateral) int pair per estimator level; a single pair is shared by all ``count`` levels."""
+    items = tuple(value) if isinstance(value, Iterable) and not isinstance(value, (str, bytes)) else ()
+    if len(items) == 2 and all(isinstance(v, int) for v in items):
+        items = (items,) * count
+    pairs = tuple(_int_tuple(pair, what) for pair in items)
+    if len(pairs) != count or any(len(pair) != 2 for pair in pairs):
+        raise ValueError(f"PWCConfig: {what} needs {count} (axial, lateral) pairs, got {value!r}")
+    return pairs
 
 
 def _per_level(value: Any, count: int, what: str, convs: int) -> tuple[tuple[int, ...], ...]:
@@ -184,27 +195,15 @@ class PWCConfig:
         widths = (tuple(widths),) * k if flat else widths
         set_(self, "estimator_widths", _per_level(widths, k, "estimator_widths", 1))
 
-        radii = tuple(self.search_radii) if isinstance(self.search_radii, Iterable) else ()
-        if len(radii) == 2 and all(isinstance(r, int) for r in radii):
-            radii = (radii,) * k
-        radii = tuple(_int_tuple(r, "search_radii") for r in radii)
-        if len(radii) != k or any(len(r) != 2 or min(r) < 0 for r in radii):
-            raise ValueError(
-                f"PWCConfig: search_radii needs {k} pairs (radius_axial, radius_lateral) >= 0, got {self.search_radii}"
-            )
+        radii = _level_pairs(self.search_radii, k, "search_radii")
+        if any(min(r) < 0 for r in radii):
+            raise ValueError(f"PWCConfig: search_radii must be >= 0, got {self.search_radii}")
         set_(self, "search_radii", radii)
 
-        windows = tuple(self.cost_windows) if isinstance(self.cost_windows, Iterable) else None
-        if windows and len(windows) == 2 and all(isinstance(w, int) for w in windows):
-            windows = (windows,) * k
-        windows = tuple(_int_tuple(w, "cost_windows") for w in windows) if windows is not None else None
-        if windows is None or (windows and (len(windows) != k or any(
-            len(w) != 2 or min(w) < 1 or w[0] % 2 == 0 or w[1] % 2 == 0 for w in windows
-        ))):
-            raise ValueError(
-                f"PWCConfig: cost_windows needs {k} odd pairs (axial, lateral) >= 1, or none, got {self.cost_windows}"
-            )
-        set_(self, "cost_windows", windows)
+        windows = () if self.cost_windows in ((), []) else _level_pairs(self.cost_windows, k, "cost_windows")
+        if any(min(w) < 1 or w[0] % 2 == 0 or w[1] % 2 == 0 for w in windows):
+            raise ValueError(f"PWCConfig: cost_windows must be odd and >= 1, got {self.cost_windows}")
+        set_(self, "cost_windows", () if all(w == (1, 1) for w in windows) else windows)  # all (1, 1) = none
 
         cw = _int_tuple(self.context_widths, "context_widths")
         cd = _int_tuple(self.context_dilations, "context_dilations")

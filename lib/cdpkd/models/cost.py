@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils import flop_counter
 
 from cdpkd.ops import correlation
 
@@ -51,22 +48,6 @@ class WindowedCost(nn.Module):
 
     def extra_repr(self) -> str:
         return f"window={self.window}"
-
-
-def _register_avg_pool_flops() -> None:
-    """``FlopCounterMode`` counts no pooling; count avg_pool2d as ``kh * kw`` FLOPs per output
-    (``kh * kw - 1`` adds and one scale), so a windowed cost volume's averaging is in the model's
-    FLOPs. No other network forward in the project pools by averaging (idempotent)."""
-    op = torch.ops.aten.avg_pool2d
-    if op not in flop_counter.flop_registry:
-
-        @flop_counter.register_flop_formula(op)
-        def _avg_pool_flops(x_shape, kernel_size, *args, out_shape=None, **kwargs) -> int:
-            kh, kw = (kernel_size[0], kernel_size[0]) if len(kernel_size) == 1 else kernel_size
-            return math.prod(out_shape) * kh * kw
-
-
-_register_avg_pool_flops()
 
 
 def make_cost_volume(
