@@ -15,10 +15,8 @@ metrics, median and per-pair strain RMSE, with the applied strain of each pair).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from cdpkd.atomic import write_text
@@ -29,30 +27,24 @@ from cdpkd.recipes import load_trained
 from cdpkd.runtime import provenance
 from cdpkd.sim.study import notebook_datasets
 
-ROOT = Path(__file__).resolve().parents[1]
+from _study import add_artifact_argument, output_path, study_parser, trained_folders
+
 NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--data-dir", type=Path, default=ROOT / "data", help="artifact root (make reproduce's)")
-    parser.add_argument("--artifact", action="append", required=True, metavar="KIND/KEY",
-                        help="a trained network's folder under --data-dir, e.g. teacher/<key>; repeatable")
-    parser.add_argument("--out", type=Path, default=None, help="default studies/results/guided_tiles_<profile>.json")
+    parser = study_parser(__doc__, "guided_tiles")
+    add_artifact_argument(parser, repeatable=True)
     args = parser.parse_args(argv)
 
     p = resolved_parameters(args.profile, NOTEBOOK)
     if not p["tiled_inference"]:
         raise SystemExit(f"profile {args.profile}: tiled_inference is off, there are no tiles to guide")
-    folders = {name: args.data_dir / name for name in args.artifact}
-    missing = [name for name, folder in folders.items() if not (folder / "model.pt").is_file()]
-    if missing:
-        raise SystemExit(f"no trained model in {missing} under {args.data_dir}")
+    folders = trained_folders(args.data_dir, args.artifact)
     paths = notebook_datasets(args.data_dir, p)
     tile = (p["teacher_crop_samples"], p["teacher_crop_lines"])
     device = default_device()  # as notebook 01 evaluates
-    out = args.out or ROOT / "studies" / "results" / f"guided_tiles_{args.profile}.json"
+    out = output_path(args)
     result = {
         **provenance(), "profile": args.profile,
         "evaluation": {"tile": list(tile), "overlap": p["tile_overlap"], "strain_window": p["strain_window"],

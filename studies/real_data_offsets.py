@@ -19,7 +19,6 @@ Writes ``studies/results/real_data_offsets_<profile>.json`` (provenance, setting
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -38,7 +37,8 @@ from cdpkd.realdata import inner_mask, no_reference_metrics, roi_mask
 from cdpkd.recipes import load_trained
 from cdpkd.runtime import provenance
 
-ROOT = Path(__file__).resolve().parents[1]
+from _study import add_artifact_argument, output_path, study_parser, trained_folders
+
 NOTEBOOK = NOTEBOOK_DIR / "05_invivo_evaluation.ipynb"
 
 
@@ -63,20 +63,15 @@ def describe(pre: np.ndarray, post: np.ndarray, disp: np.ndarray, window: int, b
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--data-dir", type=Path, default=ROOT / "data", help="artifact root (make reproduce's)")
+    parser = study_parser(__doc__, "real_data_offsets")
+    add_artifact_argument(parser)
     parser.add_argument("--real-data-dir", type=Path, default=None,
                         help="default: notebook 05's real_data_dir (relative to notebooks/)")
-    parser.add_argument("--artifact", required=True, metavar="KIND/KEY", help="e.g. teacher/<key> under --data-dir")
-    parser.add_argument("--out", type=Path, default=None, help="default studies/results/real_data_offsets_<profile>.json")
     args = parser.parse_args(argv)
 
     p = resolved_parameters(args.profile, NOTEBOOK)
     real_dir = args.real_data_dir or (NOTEBOOK_DIR / p["real_data_dir"]).resolve()
-    folder = args.data_dir / args.artifact
-    if not (folder / "model.pt").is_file():
-        raise SystemExit(f"no trained model in {folder}")
+    folder = trained_folders(args.data_dir, [args.artifact])[args.artifact]
     phantom = [real_dir / p["phantom_pre"], real_dir / p["phantom_post"]]
     sequences = [real_dir / "invivo_arm" / f"{s}.mhd" for s in p["invivo_sequences"]]
     missing = [str(f) for f in [*phantom, *sequences] if not f.is_file()]
@@ -100,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "network_guided_tiles": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"], guided=True),
     }
     window, border = p["strain_window"], (p["border_samples"], p["border_lines"])
-    out = args.out or ROOT / "studies" / "results" / f"real_data_offsets_{args.profile}.json"
+    out = output_path(args)
     result: dict[str, Any] = {
         **provenance(), "artifact": args.artifact, "profile": args.profile,
         "settings": {"tile": list(tile), "overlap": p["tile_overlap"], "strain_window": window, "border": list(border),

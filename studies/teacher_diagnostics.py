@@ -24,11 +24,9 @@ Writes ``studies/results/teacher_diagnostics_<profile>.json`` (provenance, setti
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,7 +44,8 @@ from cdpkd.sim import read_pair
 from cdpkd.sim.release import release_pair
 from cdpkd.sim.study import notebook_datasets
 
-ROOT = Path(__file__).resolve().parents[1]
+from _study import add_artifact_argument, output_path, study_parser, trained_folders
+
 NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
 BAND_ROWS = 128
 SMOOTHING = ((1, 9), (21, 9), (41, 9))  # box filters (samples, lines); NCC block matching's window is 41 x 9
@@ -96,18 +95,13 @@ def error_structure(error: np.ndarray, border: tuple[int, int]) -> dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--data-dir", type=Path, default=ROOT / "data", help="artifact root (make reproduce's)")
-    parser.add_argument("--artifact", required=True, metavar="KIND/KEY", help="e.g. teacher/<key> under --data-dir")
+    parser = study_parser(__doc__, "teacher_diagnostics")
+    add_artifact_argument(parser)
     parser.add_argument("--pairs", type=int, nargs="+", default=[0, 1, 4, 14], help="test pair indices")
-    parser.add_argument("--out", type=Path, default=None, help="default studies/results/teacher_diagnostics_<profile>.json")
     args = parser.parse_args(argv)
 
     p = resolved_parameters(args.profile, NOTEBOOK)
-    folder = args.data_dir / args.artifact
-    if not (folder / "model.pt").is_file():
-        raise SystemExit(f"no trained model in {folder}")
+    folder = trained_folders(args.data_dir, [args.artifact])[args.artifact]
     test = notebook_datasets(args.data_dir, p)["test"]
     tile, window = (p["teacher_crop_samples"], p["teacher_crop_lines"]), p["strain_window"]
     border = (p["border_samples"], p["border_lines"])
@@ -125,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "guided_mirror_average": mirrored(guided),
         "ncc": ncc_block_matching,
     }
-    out = args.out or ROOT / "studies" / "results" / f"teacher_diagnostics_{args.profile}.json"
+    out = output_path(args)
     result: dict[str, Any] = {
         **provenance(), "artifact": args.artifact, "profile": args.profile,
         "settings": {"tile": list(tile), "overlap": p["tile_overlap"], "strain_window": window,

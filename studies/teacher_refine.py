@@ -49,7 +49,8 @@ from cdpkd.runtime import provenance
 from cdpkd.sim import ensure_release_set
 from cdpkd.sim.study import notebook_datasets
 
-ROOT = Path(__file__).resolve().parents[1]
+from _study import output_path, study_parser
+
 NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
 
 
@@ -76,12 +77,9 @@ def parse_parameters(text: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--data-dir", type=Path, default=ROOT / "data", help="artifact root (make reproduce's)")
+    parser = study_parser(__doc__, "teacher_refine")
     parser.add_argument("--variant", type=parse_variant, action="append", default=[], metavar="NAME=JSON")
     parser.add_argument("--score-base", action="store_true", help="also score the base teacher itself (variant 'base')")
-    parser.add_argument("--out", type=Path, default=None, help="default studies/results/teacher_refine_<profile>.json")
     parser.add_argument("--release", action="store_true", help="also score on the test pairs played backwards")
     parser.add_argument("--guided", action="store_true", help="guided tiles (default: plain tiles)")
     parser.add_argument("--ncc", action="store_true", help="also score NCC block matching (notebook 01's), as a reference")
@@ -104,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     base_dir = ensure_unsupervised_model(args.data_dir, "teacher", base, paths["train"], **common)
     tile = base.crop if p["tiled_inference"] else None
     release_set = ensure_release_set(args.data_dir, paths["test"]) if args.release else None
-    out = args.out or ROOT / "studies" / "results" / f"teacher_refine_{args.profile}.json"
+    out = output_path(args)
     result = {
         **provenance(), "profile": args.profile, "parameters_changed": args.set,
         "base_artifact": base_dir.name, "base_recipe": base.to_dict(),

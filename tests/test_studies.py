@@ -3,6 +3,7 @@ stage (the same cached artifact), a chained variant continues from it, the JSON 
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_study(filename: str):
-    """A script of studies/ imported as a module (they are scripts, not a package)."""
+    """A script of studies/ imported as a module (they are scripts, not a package), with studies/ on
+    ``sys.path`` for their shared helpers, as when run as ``python studies/<name>.py``."""
+    if str(ROOT / "studies") not in sys.path:
+        sys.path.insert(0, str(ROOT / "studies"))
     spec = importlib.util.spec_from_file_location(f"study_{Path(filename).stem}", ROOT / "studies" / filename)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -217,3 +221,21 @@ def test_real_data_offsets_refuses_missing_inputs(offsets_study, tmp_path):
     with pytest.raises(SystemExit, match="real data missing"):
         offsets_study.main(["--profile", "smoke", "--data-dir", str(tmp_path), "--artifact", "teacher/x",
                             "--real-data-dir", str(tmp_path / "nowhere")])
+
+
+def test_study_helpers_default_output_and_missing_models(tmp_path):
+    helpers = load_study("_study.py")
+    parser = helpers.study_parser("First line.\nMore.", "some_study")
+    helpers.add_artifact_argument(parser, repeatable=True)
+    args = parser.parse_args(["--profile", "smoke", "--artifact", "teacher/a", "--artifact", "dpnet/b"])
+    assert parser.description == "First line."
+    assert helpers.output_path(args) == ROOT / "studies" / "results" / "some_study_smoke.json"
+    assert helpers.output_path(parser.parse_args(["--artifact", "x", "--out", str(tmp_path / "o.json")])) == (
+        tmp_path / "o.json"
+    )
+    (tmp_path / "teacher" / "a").mkdir(parents=True)
+    (tmp_path / "teacher" / "a" / "model.pt").write_bytes(b"")
+    assert helpers.trained_folders(tmp_path, ["teacher/a"]) == {"teacher/a": tmp_path / "teacher" / "a"}
+    with pytest.raises(SystemExit, match=r"no trained model in \['dpnet/b'\]"):
+        helpers.trained_folders(tmp_path, args.artifact)
+

@@ -1,0 +1,52 @@
+"""What every study script shares: its command line (profile, artifact root, output file) and the
+check that a named trained network exists before anything is loaded or trained.
+
+The studies are scripts run from the repository root (``python studies/<name>.py``), which puts
+this folder on ``sys.path``; tests load them the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "studies" / "results"
+
+
+def study_parser(doc: str | None, results_stem: str) -> argparse.ArgumentParser:
+    """A parser with ``--profile`` (default cpu), ``--data-dir`` (``make reproduce``'s artifact root)
+    and ``--out`` (default ``studies/results/<results_stem>_<profile>.json``, see :func:`output_path`);
+    the description is the first line of the study's docstring."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
+    parser.add_argument("--profile", default="cpu", help="profiles/<name>.yaml whose notebook parameters to use")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data", help="artifact root (make reproduce's)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"result file (default studies/results/{results_stem}_<profile>.json)")
+    parser.set_defaults(results_stem=results_stem)
+    return parser
+
+
+def add_artifact_argument(parser: argparse.ArgumentParser, *, repeatable: bool = False) -> None:
+    """``--artifact KIND/KEY``: a trained network's folder under ``--data-dir`` (required)."""
+    if repeatable:
+        parser.add_argument("--artifact", action="append", required=True, metavar="KIND/KEY",
+                            help="a trained network's folder under --data-dir, e.g. teacher/<key>; repeatable")
+    else:
+        parser.add_argument("--artifact", required=True, metavar="KIND/KEY",
+                            help="a trained network's folder under --data-dir, e.g. teacher/<key>")
+
+
+def output_path(args: argparse.Namespace) -> Path:
+    """``--out``, or ``studies/results/<results_stem>_<profile>.json``."""
+    return args.out or RESULTS_DIR / f"{args.results_stem}_{args.profile}.json"
+
+
+def trained_folders(data_dir: Path, artifacts: list[str]) -> dict[str, Path]:
+    """``{artifact: folder}`` for artifacts ``KIND/KEY`` under ``data_dir``; exits with the list of
+    those that hold no trained model (``model.pt``) before anything is loaded."""
+    folders = {name: data_dir / name for name in artifacts}
+    missing = [name for name, folder in folders.items() if not (folder / "model.pt").is_file()]
+    if missing:
+        raise SystemExit(f"no trained model in {missing} under {data_dir}")
+    return folders
