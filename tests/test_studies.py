@@ -239,3 +239,50 @@ def test_study_helpers_default_output_and_missing_models(tmp_path):
     with pytest.raises(SystemExit, match=r"no trained model in \['dpnet/b'\]"):
         helpers.trained_folders(tmp_path, args.artifact)
 
+
+@pytest.fixture(scope="module")
+def objective_study():
+    return load_study("teacher_objective.py")
+
+
+def test_objective_polish_finds_a_known_shift(objective_study):
+    """Descent on the field alone recovers a known sub-sample axial shift of a smooth random pattern,
+    and the objective of identical frames at zero displacement is ~0."""
+    import numpy as np
+
+    from cdpkd.losses import UnsupervisedLoss
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:96, 0:16].astype(np.float64)
+    waves = [(rng.uniform(0.2, 0.6), rng.uniform(-0.6, 0.6), rng.uniform(0, 2 * np.pi)) for _ in range(6)]
+
+    def pattern(shift: float) -> np.ndarray:
+        return sum(np.cos(ky * (y - shift) + kx * x + phase) for ky, kx, phase in waves).astype(np.float32)
+
+    loss = UnsupervisedLoss(ncc_window=(15, 5), smooth_weight=0.05, incompressibility_weight=0.0)
+    pre, post = objective_study.frames(pattern(0.0), pattern(0.6))  # tissue 0.6 samples deeper in post
+    zero = np.zeros((2, 96, 16), np.float32)
+    same = objective_study.objective_terms(loss, pre, pre, zero)
+    assert same["total"] == pytest.approx(0.0, abs=1e-3) and same["smooth"] == pytest.approx(0.0, abs=1e-6)
+    before = objective_study.objective_terms(loss, pre, post, zero)
+    polished = objective_study.polish(loss, pre, post, zero, steps=200)
+    after = objective_study.objective_terms(loss, pre, post, polished)
+    assert after["total"] < 0.1 * before["total"]
+    assert np.median(polished[0, 16:-16, 2:-2]) == pytest.approx(0.6, abs=0.03)
+    assert np.abs(np.median(polished[1, 16:-16, 2:-2])) < 0.03
+
+
+def test_objective_study_scores_truth_teacher_and_ncc(objective_study, smoke_teacher, data_root, tmp_path):
+    p, stages = smoke_teacher
+    out = tmp_path / "objective.json"
+    result = objective_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(out),
+                                   "--pairs", "0", "--polish-steps", "3"])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert result["teacher_artifact"] == f"teacher/{stages[-1].name}"  # notebook 01's teacher, not a new one
+    (row,) = result["pairs"]
+    assert set(row["objective"]) == set(row["errors"]) == set(row["polished"]) == {"truth", "teacher", "ncc"}
+    assert row["errors"]["truth"]["strain_rmse"] == 0.0 and row["errors"]["truth"]["disp_rmse_axial"] == 0.0
+    for name, polished in row["polished"].items():  # a line search never climbs
+        assert polished["objective"]["total"] <= row["objective"][name]["total"], name
+    with pytest.raises(SystemExit):
+        objective_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--polish-steps", "-1"])
