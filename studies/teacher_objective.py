@@ -40,6 +40,7 @@ from cdpkd.recipes import ensure_teacher, final_teacher_loss, load_trained, teac
 from cdpkd.runtime import provenance
 from cdpkd.sim import read_pair
 from cdpkd.sim.study import notebook_datasets
+from cdpkd.sim.torch_dataset import rf_pair_tensors
 
 from _study import output_path, study_parser
 
@@ -49,9 +50,9 @@ ERRORS = ("strain_rmse", "disp_rmse_axial", "disp_rmse_lateral")
 
 def frames(pre: np.ndarray, post: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """H x W RF frames as 1 x 1 x H x W float32 tensors divided by the pre frame's standard
-    deviation, as the training crops are (``RFPairDataset(normalize=True)``)."""
-    scale = float(np.std(pre)) or 1.0
-    return tuple(torch.from_numpy(np.ascontiguousarray(f, dtype=np.float32) / scale)[None, None] for f in (pre, post))
+    deviation, exactly as the training pairs are (:func:`cdpkd.sim.torch_dataset.rf_pair_tensors`)."""
+    pair = rf_pair_tensors(pre, post)
+    return pair["pre"][None], pair["post"][None]
 
 
 def objective_terms(loss: UnsupervisedLoss, pre: torch.Tensor, post: torch.Tensor, disp: np.ndarray) -> dict[str, float]:

@@ -76,6 +76,24 @@ def parse_parameters(text: str) -> dict[str, Any]:
     return json_object(text, "--set")
 
 
+def variant_plan(variants: list[tuple[str, dict[str, Any]]], profile_refine: Any) -> list[tuple[str, Any, str | None]]:
+    """``--variant`` entries as ``(name, refinement stages, after)``, every one checked before any trains:
+    ``after`` must name an earlier variant, and a variant must change something (``profile={}`` is the
+    profile's own ``teacher_refine``)."""
+    plan, names = [], []
+    for name, changes in variants:
+        changes = dict(changes)
+        after = changes.pop("after", None)
+        if after is not None and after not in names:
+            raise SystemExit(f"variant {name}: 'after' names {after!r}, not an earlier variant ({names})")
+        refine = profile_refine if name == "profile" and not changes else changes
+        if not refine:
+            raise SystemExit(f"variant {name}: no recipe fields to change")
+        plan.append((name, refine, after))
+        names.append(name)
+    return plan
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = study_parser(__doc__, "teacher_refine")
     parser.add_argument("--variant", type=parse_variant, action="append", default=[], metavar="NAME=JSON")
@@ -96,6 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"--set: {unknown} are not parameters of {NOTEBOOK.name}")
     p = {**p, **args.set}
+    plan = variant_plan(args.variant, p["teacher_refine"])  # checked before anything trains
     paths = notebook_datasets(args.data_dir, p)
     base = teacher_base_recipe(p)
     common = dict(profile=args.profile)
@@ -152,14 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.score_base:
         score_stage("base", None, None, base, base_dir)
     done = {}  # variant name -> (its last stage's recipe, artifact folder)
-    for name, changes in args.variant:
-        changes = dict(changes)
-        after = changes.pop("after", None)
-        if after is not None and after not in done:
-            raise SystemExit(f"variant {name}: 'after' names {after!r}, not an earlier variant ({list(done)})")
-        refine = p["teacher_refine"] if name == "profile" and not changes else changes
-        if not refine:
-            raise SystemExit(f"variant {name}: no recipe fields to change")
+    for name, refine, after in plan:
         start_recipe, start = done[after] if after else (base, base_dir)
         recipe, stage = ensure_refined(args.data_dir, start_recipe, start, refine, paths["train"], **common)[-1]
         done[name] = recipe, stage

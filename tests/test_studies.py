@@ -6,8 +6,10 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from cdpkd.losses import UnsupervisedLoss
 from cdpkd.recipes import UnsupervisedRecipe, ensure_teacher, refinement_recipe, teacher_base_recipe
 from cdpkd.sim.study import notebook_datasets
 
@@ -157,8 +159,6 @@ def diagnostics_study():
 
 
 def test_diagnostics_helpers_on_known_fields(diagnostics_study):
-    import numpy as np
-
     def constant(pre, post):  # a fixed (axial 2, lateral 1) field whatever the input
         return np.stack([np.full(pre.shape, 2.0, np.float32), np.ones(pre.shape, np.float32)])
 
@@ -196,8 +196,6 @@ def offsets_study():
 
 
 def test_real_data_offsets_describe_on_known_fields(offsets_study):
-    import numpy as np
-
     rng = np.random.default_rng(0)
     frame = rng.standard_normal((200, 40)).astype(np.float32)
     disp = np.zeros((2, 200, 40), np.float32)
@@ -248,10 +246,6 @@ def objective_study():
 def test_objective_polish_finds_a_known_shift(objective_study):
     """Descent on the field alone recovers a known sub-sample axial shift of a smooth random pattern,
     and the objective of identical frames at zero displacement is ~0."""
-    import numpy as np
-
-    from cdpkd.losses import UnsupervisedLoss
-
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:96, 0:16].astype(np.float64)
     waves = [(rng.uniform(0.2, 0.6), rng.uniform(-0.6, 0.6), rng.uniform(0, 2 * np.pi)) for _ in range(6)]
@@ -286,3 +280,14 @@ def test_objective_study_scores_truth_teacher_and_ncc(objective_study, smoke_tea
         assert polished["objective"]["total"] <= row["objective"][name]["total"], name
     with pytest.raises(SystemExit):
         objective_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--polish-steps", "-1"])
+
+
+def test_refine_study_checks_every_variant_before_training(study):
+    """A bad later variant stops the study before the first variant trains (hours on the cpu profile)."""
+    profile_refine = [{"steps": 400}]
+    plan = study.variant_plan([("profile", {}), ("more", {"steps": 2, "after": "profile"})], profile_refine)
+    assert plan == [("profile", profile_refine, None), ("more", {"steps": 2}, "profile")]
+    with pytest.raises(SystemExit, match="not an earlier variant"):
+        study.variant_plan([("a", {"steps": 2}), ("b", {"steps": 2, "after": "c"})], profile_refine)
+    with pytest.raises(SystemExit, match="no recipe fields"):
+        study.variant_plan([("a", {"steps": 2}), ("empty", {})], profile_refine)
