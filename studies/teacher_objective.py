@@ -16,7 +16,15 @@ training length is the limit). Per simulated test pair, on whole frames:
 
     python studies/teacher_objective.py --profile cpu
 
-Builds (or reuses) notebook 01's datasets and teacher stages under ``--data-dir``. Writes
+The optimum itself can be audited for other loss settings without training anything: ``--loss``
+updates the objective's settings (JSON, :class:`cdpkd.losses.UnsupervisedLossConfig` fields) and
+``--starts truth`` descends from the truth alone, so that where a long descent ends (e.g.
+``--polish-steps 500``) says how precise a network that fully minimised that loss could be:
+
+    python studies/teacher_objective.py --profile cpu --starts truth --polish-steps 500 \
+        --loss '{"smooth_weight": 0.05}' --out studies/results/teacher_objective_cpu_smooth005.json
+
+Builds (or reuses) notebook 01's datasets and, when it is a start, its teacher under ``--data-dir``. Writes
 ``studies/results/teacher_objective_<profile>.json`` (provenance, settings, one row per pair).
 """
 
@@ -46,6 +54,7 @@ from _study import output_path, study_parser
 
 NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
 ERRORS = ("strain_rmse", "disp_rmse_axial", "disp_rmse_lateral")
+STARTS = ("truth", "teacher", "ncc")
 
 
 def frames(pre: np.ndarray, post: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,29 +101,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = study_parser(__doc__, "teacher_objective")
     parser.add_argument("--pairs", type=int, nargs="+", default=None, help="test pair indices (default: all)")
     parser.add_argument("--polish-steps", type=int, default=50, help="L-BFGS iterations on the field (0: none)")
+    parser.add_argument("--starts", nargs="+", choices=STARTS, default=list(STARTS),
+                        help="displacements to score and descend from (default: all)")
+    parser.add_argument("--loss", type=json.loads, default={},
+                        help="JSON object updating the objective's settings (default: the teacher's last stage's)")
     args = parser.parse_args(argv)
     if args.polish_steps < 0:
         parser.error("--polish-steps must be >= 0")
+    if not isinstance(args.loss, dict):
+        parser.error(f"--loss must be a JSON object, got {args.loss!r}")
 
     p = resolved_parameters(args.profile, NOTEBOOK)
-    paths = notebook_datasets(args.data_dir, p)
     base = teacher_base_recipe(p)
-    stages = ensure_teacher(args.data_dir, base, paths["train"], refine=p["teacher_refine"], profile=args.profile)
-    settings = final_teacher_loss(base, p["teacher_refine"])
-    loss = UnsupervisedLoss(UnsupervisedLossConfig.from_dict(settings))
+    settings = {**final_teacher_loss(base, p["teacher_refine"]), **args.loss}
+    try:  # before anything is built
+        loss = UnsupervisedLoss(UnsupervisedLossConfig.from_dict(settings))
+    except (TypeError, ValueError) as error:
+        parser.error(f"--loss: {error}")
+    paths = notebook_datasets(args.data_dir, p)
     device = default_device()  # as notebook 01 evaluates
     tile = base.crop if p["tiled_inference"] else None
-    estimators = {
-        "teacher": network_estimator(load_trained(stages[-1], device), device, tile=tile, overlap=p["tile_overlap"],
-                                     guided=p["guided_tiles"]),
-        "ncc": ncc_block_matching,
-    }
+    estimators, teacher_artifact = {}, None
+    if "teacher" in args.starts:  # trains notebook 01's teacher if the cache lacks it (hours on cpu)
+        stages = ensure_teacher(args.data_dir, base, paths["train"], refine=p["teacher_refine"], profile=args.profile)
+        teacher_artifact = f"teacher/{stages[-1].name}"
+        estimators["teacher"] = network_estimator(load_trained(stages[-1], device), device, tile=tile,
+                                                  overlap=p["tile_overlap"], guided=p["guided_tiles"])
+    if "ncc" in args.starts:
+        estimators["ncc"] = ncc_block_matching
     window, border = p["strain_window"], (p["border_samples"], p["border_lines"])
     pairs = args.pairs if args.pairs is not None else list(range(p["n_test"]))
     out = output_path(args)
     result: dict[str, Any] = {
-        **provenance(), "profile": args.profile, "teacher_artifact": f"teacher/{stages[-1].name}",
-        "settings": {"loss": settings, "tile": list(tile) if tile else None, "guided_tiles": p["guided_tiles"],
+        **provenance(), "profile": args.profile, "teacher_artifact": teacher_artifact,
+        "settings": {"loss": settings, "loss_changes": args.loss, "starts": args.starts, "tile": list(tile) if tile else None, "guided_tiles": p["guided_tiles"],
                      "strain_window": window, "border": list(border), "polish_steps": args.polish_steps,
                      "torch_threads": torch.get_num_threads()},
         "pairs": [],
@@ -122,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for index in pairs:
         pair = read_pair(paths["test"], index)
         pre, post = frames(pair.pre, pair.post)
-        fields = {"truth": pair.displacement.astype(np.float32)}
+        fields = {"truth": pair.displacement.astype(np.float32)} if "truth" in args.starts else {}
         fields.update({name: np.asarray(run(pair.pre, pair.post), np.float32) for name, run in estimators.items()})
         row: dict[str, Any] = {"pair": index, "applied_strain_pct": float(pair.meta["applied_strain"]) * 100,
                                "objective": {}, "errors": {}, "polished": {}}

@@ -282,6 +282,28 @@ def test_objective_study_scores_truth_teacher_and_ncc(objective_study, smoke_tea
         objective_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--polish-steps", "-1"])
 
 
+def test_objective_study_audits_other_loss_settings_from_the_truth(objective_study, smoke_teacher, data_root,
+                                                                     tmp_path, capsys):
+    """--loss changes the objective (a heavier smoothness weight raises it at the truth), --starts truth
+    scores and descends from the truth only; a bad --loss stops with the loss's own message."""
+    common = ["--profile", "smoke", "--data-dir", str(data_root), "--pairs", "0", "--starts", "truth"]
+    plain = objective_study.main([*common, "--polish-steps", "0", "--out", str(tmp_path / "a.json")])
+    heavy = objective_study.main([*common, "--polish-steps", "2", "--out", str(tmp_path / "b.json"),
+                                  "--loss", '{"smooth_weight": 50.0}'])
+    assert heavy["settings"]["loss_changes"] == {"smooth_weight": 50.0}
+    assert heavy["settings"]["loss"]["smooth_weight"] == 50.0 and heavy["settings"]["starts"] == ["truth"]
+    assert heavy["teacher_artifact"] is None  # no teacher needed, none loaded
+    (a,), (b,) = plain["pairs"], heavy["pairs"]
+    assert set(a["objective"]) == set(b["objective"]) == set(b["polished"]) == {"truth"} and a["polished"] == {}
+    assert a["objective"]["truth"]["smooth"] == pytest.approx(b["objective"]["truth"]["smooth"])
+    assert b["objective"]["truth"]["total"] > a["objective"]["truth"]["total"]
+    for bad in ('{"smooth_wieght": 1}', '[1, 2]', '{"smooth_weight": -1}'):
+        with pytest.raises(SystemExit):
+            objective_study.main([*common, "--loss", bad, "--out", str(tmp_path / "c.json")])
+    assert "smooth_wieght" in capsys.readouterr().err
+    assert not (tmp_path / "c.json").exists()
+
+
 def test_refine_study_checks_every_variant_before_training(study):
     """A bad later variant stops the study before the first variant trains (hours on the cpu profile)."""
     profile_refine = [{"steps": 400}]
