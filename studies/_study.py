@@ -1,5 +1,5 @@
-"""What every study script shares: its command line (profile, artifact root, output file) and the
-check that a named trained network exists before anything is loaded or trained.
+"""What every study script shares: its command line (profile, artifact root, output file, JSON
+options) and the check that a named trained network exists before anything is loaded or trained.
 
 The studies are scripts run from the repository root (``python studies/<name>.py``), which puts
 this folder on ``sys.path``; tests load them the same way.
@@ -8,7 +8,9 @@ this folder on ``sys.path``; tests load them the same way.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "studies" / "results"
@@ -25,6 +27,17 @@ def study_parser(doc: str | None, results_stem: str) -> argparse.ArgumentParser:
                         help=f"result file (default studies/results/{results_stem}_<profile>.json)")
     parser.set_defaults(results_stem=results_stem)
     return parser
+
+
+def json_object(text: str, option: str) -> dict[str, Any]:
+    """``text`` parsed as a JSON object, or an argparse error naming ``option`` (for ``type=``)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"{option}: invalid JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{option}: the JSON must be an object")
+    return value
 
 
 def add_artifact_argument(parser: argparse.ArgumentParser, *, repeatable: bool = False) -> None:

@@ -22,7 +22,7 @@ updates the objective's settings (JSON, :class:`cdpkd.losses.UnsupervisedLossCon
 ``--polish-steps 500``) says how precise a network that fully minimised that loss could be:
 
     python studies/teacher_objective.py --profile cpu --starts truth --polish-steps 500 \
-        --loss '{"smooth_weight": 0.05}' --out studies/results/teacher_objective_cpu_smooth005.json
+        --loss '{"smooth_weight": 0.05}' --out studies/results/teacher_objective_cpu_audit_smooth005.json
 
 Builds (or reuses) notebook 01's datasets and, when it is a start, its teacher under ``--data-dir``. Writes
 ``studies/results/teacher_objective_<profile>.json`` (provenance, settings, one row per pair).
@@ -50,7 +50,7 @@ from cdpkd.sim import read_pair
 from cdpkd.sim.study import notebook_datasets
 from cdpkd.sim.torch_dataset import rf_pair_tensors
 
-from _study import output_path, study_parser
+from _study import json_object, output_path, study_parser
 
 NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
 ERRORS = ("strain_rmse", "disp_rmse_axial", "disp_rmse_lateral")
@@ -97,19 +97,21 @@ def polish(loss: UnsupervisedLoss, pre: torch.Tensor, post: torch.Tensor, init: 
     return disp.detach()[0].numpy()
 
 
+def parse_loss_changes(text: str) -> dict[str, Any]:
+    return json_object(text, "--loss")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = study_parser(__doc__, "teacher_objective")
     parser.add_argument("--pairs", type=int, nargs="+", default=None, help="test pair indices (default: all)")
     parser.add_argument("--polish-steps", type=int, default=50, help="L-BFGS iterations on the field (0: none)")
     parser.add_argument("--starts", nargs="+", choices=STARTS, default=list(STARTS),
                         help="displacements to score and descend from (default: all)")
-    parser.add_argument("--loss", type=json.loads, default={},
+    parser.add_argument("--loss", type=parse_loss_changes, default={},
                         help="JSON object updating the objective's settings (default: the teacher's last stage's)")
     args = parser.parse_args(argv)
     if args.polish_steps < 0:
         parser.error("--polish-steps must be >= 0")
-    if not isinstance(args.loss, dict):
-        parser.error(f"--loss must be a JSON object, got {args.loss!r}")
 
     p = resolved_parameters(args.profile, NOTEBOOK)
     base = teacher_base_recipe(p)
@@ -134,7 +136,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = output_path(args)
     result: dict[str, Any] = {
         **provenance(), "profile": args.profile, "teacher_artifact": teacher_artifact,
-        "settings": {"loss": settings, "loss_changes": args.loss, "starts": args.starts, "tile": list(tile) if tile else None, "guided_tiles": p["guided_tiles"],
+        "settings": {"loss": settings, "loss_changes": args.loss, "starts": args.starts,
+                     "tile": list(tile) if tile else None, "guided_tiles": p["guided_tiles"],
                      "strain_window": window, "border": list(border), "polish_steps": args.polish_steps,
                      "torch_threads": torch.get_num_threads()},
         "pairs": [],

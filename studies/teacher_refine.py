@@ -49,20 +49,9 @@ from cdpkd.runtime import provenance
 from cdpkd.sim import ensure_release_set
 from cdpkd.sim.study import notebook_datasets
 
-from _study import output_path, study_parser
+from _study import json_object, output_path, study_parser
 
 NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
-
-
-def json_object(text: str, option: str) -> dict[str, Any]:
-    """``text`` parsed as a JSON object, or an argparse error naming ``option``."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"{option}: invalid JSON ({err})") from err
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"{option}: the JSON must be an object")
-    return value
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:

@@ -1,6 +1,7 @@
 """studies/teacher_refine.py on the smoke profile: the profile variant is notebook 01's own refinement
 stage (the same cached artifact), a chained variant continues from it, the JSON has every pair."""
 
+import argparse
 import importlib.util
 import json
 import sys
@@ -236,6 +237,10 @@ def test_study_helpers_default_output_and_missing_models(tmp_path):
     assert helpers.trained_folders(tmp_path, ["teacher/a"]) == {"teacher/a": tmp_path / "teacher" / "a"}
     with pytest.raises(SystemExit, match=r"no trained model in \['dpnet/b'\]"):
         helpers.trained_folders(tmp_path, args.artifact)
+    assert helpers.json_object('{"a": [1, 2]}', "--x") == {"a": [1, 2]}
+    for bad, message in (("{a: 1}", "--x: invalid JSON"), ("[1]", "--x: the JSON must be an object")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            helpers.json_object(bad, "--x")
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +302,7 @@ def test_objective_study_audits_other_loss_settings_from_the_truth(objective_stu
     assert set(a["objective"]) == set(b["objective"]) == set(b["polished"]) == {"truth"} and a["polished"] == {}
     assert a["objective"]["truth"]["smooth"] == pytest.approx(b["objective"]["truth"]["smooth"])
     assert b["objective"]["truth"]["total"] > a["objective"]["truth"]["total"]
-    for bad in ('{"smooth_wieght": 1}', '[1, 2]', '{"smooth_weight": -1}'):
+    for bad in ('{"smooth_wieght": 1}', '[1, 2]', 'not json', '{"smooth_weight": -1}'):
         with pytest.raises(SystemExit):
             objective_study.main([*common, "--loss", bad, "--out", str(tmp_path / "c.json")])
     assert "smooth_wieght" in capsys.readouterr().err
