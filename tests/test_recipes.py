@@ -94,6 +94,21 @@ def test_refinement_stage_starts_from_the_base_model(train_set, tmp_path):
     assert any("val_strain_rmse" in r for r in records)
 
 
+def test_a_stage_may_change_strides_but_not_the_parameters(train_set, tmp_path):
+    """A refinement stage may run the trained network at other pyramid strides (its weights carry
+    over exactly); a start whose parameters do not fit (another width) fails before training."""
+    torch.set_num_threads(1)
+    recipe = _recipe()
+    frozen = {"steps": 1, "lr": 1e-12, "warmup_steps": 0}
+    stages = ensure_teacher(tmp_path, recipe, train_set, refine={**frozen, "model_overrides": {"full_res_levels": 2}})
+    base, strided = load_trained(stages[0]), load_trained(stages[1])
+    assert (base.config.full_res_levels, strided.config.full_res_levels) == (1, 2)
+    for (name, a), b in zip(base.state_dict().items(), strided.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), f"{name}: the weights did not carry over"
+    with pytest.raises(ValueError, match="do not fit the recipe's model"):
+        ensure_teacher(tmp_path, recipe, train_set, refine={**frozen, "model": "dpnet_smoke"})
+
+
 def test_later_recipe_fields_leave_old_cache_keys_alone(train_set, tmp_path):
     plain = _recipe().cache_dict()
     assert "init_from" not in plain and "val_tile" not in plain, "defaults of later fields stay out of the key"

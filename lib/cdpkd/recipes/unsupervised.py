@@ -153,6 +153,20 @@ def validation_fn(train_path: Path, indices: list[int], strain_window: int, tile
     return val_fn
 
 
+def _fitting_state(start: nn.Module, model: nn.Module, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """``start``'s weights if they fit ``model`` exactly (same parameter names and shapes), else a
+    clear error: a start of another architecture or width must not load partially."""
+    state, wanted = start.state_dict(), model.state_dict()
+    missing, unexpected = sorted(set(wanted) - set(state)), sorted(set(state) - set(wanted))
+    reshaped = sorted(k for k in set(state) & set(wanted) if state[k].shape != wanted[k].shape)
+    if missing or unexpected or reshaped:
+        raise ValueError(
+            f"{path}: its parameters do not fit the recipe's model ({len(missing)} missing, {len(unexpected)} "
+            f"unexpected, {len(reshaped)} of another shape; first: {(missing + unexpected + reshaped)[:3]})"
+        )
+    return state
+
+
 def train_unsupervised(
     recipe: UnsupervisedRecipe,
     train_path: str | os.PathLike,
@@ -164,7 +178,9 @@ def train_unsupervised(
 ) -> tuple[nn.Module, History]:
     """Train ``recipe.model`` with the unsupervised loss; resumes from checkpoints in ``run_dir``.
 
-    ``init_model``: a saved model (``model.pt``) of the same configuration to start from.
+    ``init_model``: a saved model (``model.pt``) to start from: the recipe's configuration, or
+    another one with exactly the same parameters (names and shapes), e.g. the same network with
+    other pyramid strides (``full_res_levels``), whose trained weights then carry over.
     """
     train_path = Path(train_path)
     train_idx, val_idx = _split(train_path, recipe.val_pairs)
@@ -172,10 +188,7 @@ def train_unsupervised(
                             release_fraction=recipe.release_fraction, axial_offset=recipe.axial_offset)
     model = build_model(recipe.model_config(), seed=recipe.seed)
     if init_model is not None:
-        start = load_model(init_model)
-        if start.config != model.config:
-            raise ValueError(f"{init_model}: its configuration differs from the recipe's {recipe.model!r}")
-        model.load_state_dict(start.state_dict())
+        model.load_state_dict(_fitting_state(load_model(init_model), model, init_model))
     loss_fn = unsupervised_loss_fn(recipe.loss)
     tile = recipe.crop if recipe.val_tile else None
     val_fn = validation_fn(train_path, val_idx, recipe.strain_window, tile=tile) if val_idx else None
