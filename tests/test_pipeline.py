@@ -124,3 +124,19 @@ def test_resolved_parameters_reject_a_non_literal_default(tmp_path):
     nbformat.write(nb, path)
     with pytest.raises(PipelineError, match="steps .* is not a literal"):
         resolved_parameters("smoke", path)
+
+
+def test_shared_parameters_agree_across_notebooks():
+    """Notebooks share cached artifacts keyed by their parameters (teacher, students, baselines): a
+    parameter several notebooks declare must resolve to one value under every profile, or one
+    notebook would silently train another model than the next one reuses."""
+    notebooks = list_notebooks()
+    for name in ("smoke", "cpu", "paper"):
+        values: dict[str, dict[str, str]] = {}
+        for nb in notebooks:
+            for key, value in resolved_parameters(name, nb).items():
+                values.setdefault(key, {})[nb.stem] = repr(value)
+        differing = {k: v for k, v in values.items() if len(set(v.values())) > 1}
+        assert not differing, f"{name}: parameters differ between notebooks: {differing}"
+        students = values["student_release_fraction"].keys() & values["student_axial_offset"].keys()
+        assert {"02_dpnet", "03_cdp_kdnet", "04_ablations", "05_invivo_evaluation"} <= students
