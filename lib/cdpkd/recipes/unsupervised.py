@@ -153,20 +153,6 @@ def validation_fn(train_path: Path, indices: list[int], strain_window: int, tile
     return val_fn
 
 
-def _fitting_state(start: nn.Module, model: nn.Module, path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """``start``'s weights if they fit ``model`` exactly (same parameter names and shapes), else a
-    clear error: a start of another architecture or width must not load partially."""
-    state, wanted = start.state_dict(), model.state_dict()
-    missing, unexpected = sorted(set(wanted) - set(state)), sorted(set(state) - set(wanted))
-    reshaped = sorted(k for k in set(state) & set(wanted) if state[k].shape != wanted[k].shape)
-    if missing or unexpected or reshaped:
-        raise ValueError(
-            f"{path}: its parameters do not fit the recipe's model ({len(missing)} missing, {len(unexpected)} "
-            f"unexpected, {len(reshaped)} of another shape; first: {(missing + unexpected + reshaped)[:3]})"
-        )
-    return state
-
-
 def train_unsupervised(
     recipe: UnsupervisedRecipe,
     train_path: str | os.PathLike,
@@ -188,7 +174,10 @@ def train_unsupervised(
                             release_fraction=recipe.release_fraction, axial_offset=recipe.axial_offset)
     model = build_model(recipe.model_config(), seed=recipe.seed)
     if init_model is not None:
-        model.load_state_dict(_fitting_state(load_model(init_model), model, init_model))
+        try:  # strict: a start of another architecture or width must not load partially
+            model.load_state_dict(load_model(init_model).state_dict())
+        except RuntimeError as error:  # missing, unexpected or reshaped parameters, listed by torch
+            raise ValueError(f"{init_model}: its parameters do not fit the recipe's model: {error}") from error
     loss_fn = unsupervised_loss_fn(recipe.loss)
     tile = recipe.crop if recipe.val_tile else None
     val_fn = validation_fn(train_path, val_idx, recipe.strain_window, tile=tile) if val_idx else None
