@@ -1,6 +1,18 @@
 """Training recipes: what the notebooks train, as cached artifacts keyed by their settings."""
 
 from .adaptation import AdaptationRecipe, RealPairCrops, ensure_adapted, frames_fingerprint
+from .student_parameters import (
+    BASELINE_PARAMETERS,
+    CDP_KDNET_PARAMETERS,
+    DPNET_PARAMETERS,
+    STUDENT_PARAMETERS,
+    baseline_recipe,
+    cdp_kdnet_recipe,
+    cdp_method_settings,
+    dpnet_recipe,
+    student_loss,
+    student_settings,
+)
 from .students import (
     CDPKDRecipe,
     DPNetRecipe,
@@ -41,6 +53,16 @@ __all__ = [
     "cost_report",
     "ensure_cdp_kdnet",
     "ensure_dpnet",
+    "BASELINE_PARAMETERS",
+    "CDP_KDNET_PARAMETERS",
+    "DPNET_PARAMETERS",
+    "STUDENT_PARAMETERS",
+    "baseline_recipe",
+    "cdp_kdnet_recipe",
+    "cdp_method_settings",
+    "dpnet_recipe",
+    "student_loss",
+    "student_settings",
     "TEACHER_PARAMETERS",
     "ensure_refined",
     "ensure_teacher",

@@ -1,0 +1,88 @@
+"""The students' and baselines' recipes from notebook parameters (notebooks 02-05)."""
+
+import dataclasses
+import json
+
+import pytest
+
+from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
+from cdpkd.recipes import (
+    CDP_KDNET_PARAMETERS,
+    DPNET_PARAMETERS,
+    CDPKDRecipe,
+    DPNetRecipe,
+    UnsupervisedRecipe,
+    baseline_recipe,
+    cdp_kdnet_recipe,
+    dpnet_recipe,
+    final_teacher_loss,
+    student_loss,
+    teacher_base_recipe,
+)
+
+STUDENT_NOTEBOOKS = ["02_dpnet", "03_cdp_kdnet", "04_ablations", "05_invivo_evaluation"]
+
+
+def _key(recipe) -> str:
+    return json.dumps(recipe.cache_dict(), sort_keys=True)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_recipes_are_the_ones_the_notebooks_spelled_out(profile):
+    """Same recipes (hence the same cached artifacts) as the blocks notebooks 02-05 built by hand."""
+    p = resolved_parameters(profile, NOTEBOOK_DIR / "05_invivo_evaluation.ipynb")
+    loss = final_teacher_loss(teacher_base_recipe(p), p["teacher_refine"])
+    budget = dict(params_fraction=p["params_fraction"], flops_fraction=p["flops_fraction"],
+                  min_channels=p["min_channels"])
+    crop = (p["teacher_crop_samples"], p["teacher_crop_lines"])
+    shared = dict(crop=crop, batch_size=p["student_batch_size"], loss=loss, val_pairs=p["val_pairs"],
+                  val_every=p["student_val_every"], strain_window=p["strain_window"], seed=p["seed"],
+                  release_fraction=p["student_release_fraction"], axial_offset=p["student_axial_offset"])
+    dpnet = DPNetRecipe(budget=budget, **shared, steps=p["dpnet_steps"], lr=p["dpnet_lr"], init=p["dpnet_init"])
+    cdp = CDPKDRecipe(
+        budget=budget, **shared, steps=p["cdp_steps"], lr=p["cdp_lr"], criterion=p["cdp_criterion"],
+        prune_start=p["prune_start"], prune_end=p["prune_end"], prune_every=p["prune_every"],
+        distiller=p["distiller"], distiller_options=p["distiller_options"], kd_weight=p["kd_weight"],
+        kd_final_weight=p["kd_final_weight"], curriculum=p["curriculum"], pacing=p["pacing"],
+        start_fraction=p["start_fraction"], end_step_fraction=p["end_step_fraction"], difficulty=p["difficulty"],
+        finetune_steps=p["finetune_steps"], finetune_lr=p["finetune_lr"],
+    )
+    baseline = UnsupervisedRecipe(model=p["teacher_model"], **shared, steps=p["baseline_steps"],
+                                  lr=p["baseline_lr"], warmup_steps=p["baseline_warmup_steps"])
+    assert student_loss(p) == loss
+    for built, expected in [(dpnet_recipe(p), dpnet), (cdp_kdnet_recipe(p), cdp), (baseline_recipe(p), baseline)]:
+        assert built == expected and _key(built) == _key(expected)
+
+
+def test_every_student_notebook_builds_the_same_students():
+    for profile in ("smoke", "cpu", "paper"):
+        resolved = {nb: resolved_parameters(profile, NOTEBOOK_DIR / f"{nb}.ipynb") for nb in STUDENT_NOTEBOOKS}
+        dpnet = {nb: _key(dpnet_recipe(p)) for nb, p in resolved.items()}
+        assert len(set(dpnet.values())) == 1, (profile, dpnet)
+        cdp = {nb: _key(cdp_kdnet_recipe(p)) for nb, p in resolved.items() if set(CDP_KDNET_PARAMETERS) <= set(p)}
+        assert set(cdp) >= {"03_cdp_kdnet", "04_ablations", "05_invivo_evaluation"} and len(set(cdp.values())) == 1
+
+
+def test_recipes_follow_their_parameters():
+    p = resolved_parameters("smoke", NOTEBOOK_DIR / "05_invivo_evaluation.ipynb")
+    changed = {**p, "dpnet_steps": p["dpnet_steps"] + 7, "cdp_criterion": "l2", "student_axial_offset": 3,
+               "teacher_refine": {"steps": 1, "loss": {"smooth_weight": 9.0}}}
+    assert dpnet_recipe(changed).steps == p["dpnet_steps"] + 7
+    assert cdp_kdnet_recipe(changed).criterion == "l2"
+    assert baseline_recipe(changed).axial_offset == 3 and dpnet_recipe(changed).axial_offset == 3
+    assert cdp_kdnet_recipe(changed).loss["smooth_weight"] == 9.0
+    # one changed field, one changed key: the ablations rely on dataclasses.replace
+    shorter = dataclasses.replace(cdp_kdnet_recipe(p), steps=1)
+    assert _key(shorter) != _key(cdp_kdnet_recipe(p))
+
+
+def test_missing_parameters_are_named():
+    p = resolved_parameters("smoke", NOTEBOOK_DIR / "02_dpnet.ipynb")
+    assert set(DPNET_PARAMETERS) <= set(p)
+    del p["dpnet_lr"], p["dpnet_init"]
+    with pytest.raises(KeyError, match=r"dpnet_recipe: parameters \['dpnet_init', 'dpnet_lr'\]"):
+        dpnet_recipe(p)
+    q = resolved_parameters("smoke", NOTEBOOK_DIR / "02_dpnet.ipynb")
+    del q["student_axial_offset"]
+    with pytest.raises(KeyError, match="student_axial_offset"):
+        dpnet_recipe(q)
