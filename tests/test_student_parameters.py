@@ -14,6 +14,7 @@ from cdpkd.recipes import (
     UnsupervisedRecipe,
     baseline_recipe,
     cdp_kdnet_recipe,
+    cdp_method_settings,
     dpnet_recipe,
     final_teacher_loss,
     student_loss,
@@ -86,3 +87,27 @@ def test_missing_parameters_are_named():
     del q["student_axial_offset"]
     with pytest.raises(KeyError, match="student_axial_offset"):
         dpnet_recipe(q)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu"])
+def test_ablation_bases_are_the_ones_notebook_04_spelled_out(profile):
+    """Notebook 04 derives its short, unvalidated ablation bases with dataclasses.replace."""
+    p = resolved_parameters(profile, NOTEBOOK_DIR / "04_ablations.ipynb")
+    shared = dict(budget=dict(params_fraction=p["params_fraction"], flops_fraction=p["flops_fraction"],
+                              min_channels=p["min_channels"]),
+                  crop=(p["teacher_crop_samples"], p["teacher_crop_lines"]), batch_size=p["ablation_batch_size"],
+                  loss=student_loss(p), val_pairs=0, val_every=None, strain_window=p["strain_window"],
+                  seed=p["seed"], release_fraction=p["student_release_fraction"],
+                  axial_offset=p["student_axial_offset"])
+    cdp = CDPKDRecipe(**shared, **cdp_method_settings(p), steps=p["ablation_steps"], lr=p["cdp_lr"],
+                      finetune_steps=p["ablation_finetune_steps"])
+    dpnet = DPNetRecipe(**shared, steps=p["ablation_steps"] + p["ablation_finetune_steps"], lr=p["dpnet_lr"],
+                        init=p["dpnet_init"])
+    no_validation = dict(val_pairs=0, val_every=None)
+    cdp_base = dataclasses.replace(cdp_kdnet_recipe(p), steps=p["ablation_steps"],
+                                   finetune_steps=p["ablation_finetune_steps"], batch_size=p["ablation_batch_size"],
+                                   **no_validation)
+    dpnet_base = dataclasses.replace(dpnet_recipe(p), steps=p["ablation_steps"] + p["ablation_finetune_steps"],
+                                     batch_size=p["ablation_batch_size"], **no_validation)
+    assert cdp_base == cdp and _key(cdp_base) == _key(cdp)
+    assert dpnet_base == dpnet and _key(dpnet_base) == _key(dpnet)
