@@ -83,10 +83,11 @@ def test_missing_parameters_are_named():
     del p["dpnet_lr"], p["dpnet_init"]
     with pytest.raises(KeyError, match=r"dpnet_recipe: parameters \['dpnet_init', 'dpnet_lr'\]"):
         dpnet_recipe(p)
-    q = resolved_parameters("smoke", NOTEBOOK_DIR / "02_dpnet.ipynb")
-    del q["student_axial_offset"]
-    with pytest.raises(KeyError, match="student_axial_offset"):
-        dpnet_recipe(q)
+    # one error names every missing parameter, shared or the student's own
+    q = resolved_parameters("smoke", NOTEBOOK_DIR / "03_cdp_kdnet.ipynb")
+    del q["student_axial_offset"], q["cdp_lr"]
+    with pytest.raises(KeyError, match=r"cdp_kdnet_recipe: parameters \['cdp_lr', 'student_axial_offset'\]"):
+        cdp_kdnet_recipe(q)
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu"])

@@ -71,14 +71,14 @@ def cdp_method_settings(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def dpnet_recipe(params: Mapping[str, Any]) -> DPNetRecipe:
     """Notebook 02's DP-Net: ``dpnet_steps`` at ``dpnet_lr`` from ``dpnet_init``."""
-    _require(params, DPNET_PARAMETERS, "dpnet_recipe")
+    _require(params, (*STUDENT_PARAMETERS, *DPNET_PARAMETERS), "dpnet_recipe")
     return DPNetRecipe(**student_settings(params), steps=params["dpnet_steps"], lr=params["dpnet_lr"],
                        init=params["dpnet_init"])
 
 
 def cdp_kdnet_recipe(params: Mapping[str, Any]) -> CDPKDRecipe:
     """Notebook 03's CDP-KDNet: ``cdp_steps`` at ``cdp_lr``, then ``finetune_steps``."""
-    _require(params, CDP_KDNET_PARAMETERS, "cdp_kdnet_recipe")
+    _require(params, (*STUDENT_PARAMETERS, *CDP_KDNET_PARAMETERS), "cdp_kdnet_recipe")
     return CDPKDRecipe(**student_settings(params), **cdp_method_settings(params), steps=params["cdp_steps"],
                        lr=params["cdp_lr"], finetune_steps=params["finetune_steps"])
 
