@@ -8,11 +8,11 @@ resolved-parameters dict.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .students import CDPKDRecipe, DPNetRecipe
-from .teacher import TEACHER_PARAMETERS, final_teacher_loss, teacher_base_recipe
+from .teacher import TEACHER_PARAMETERS, final_teacher_loss, require_parameters, teacher_base_recipe
 from .unsupervised import UnsupervisedRecipe
 
 # shared by every student and baseline: budget, crop, batch, validation, data options
@@ -32,16 +32,10 @@ CDP_KDNET_PARAMETERS = (*CDP_METHOD_PARAMETERS, "cdp_steps", "cdp_lr", "finetune
 BASELINE_PARAMETERS = ("baseline_steps", "baseline_lr", "baseline_warmup_steps")
 
 
-def _require(params: Mapping[str, Any], names: Iterable[str], what: str) -> None:
-    missing = sorted(set(names) - set(params))
-    if missing:
-        raise KeyError(f"{what}: parameters {missing} are missing")
-
-
 def student_loss(params: Mapping[str, Any]) -> dict[str, Any]:
     """The loss settings of the teacher's last stage (base loss updated by ``teacher_refine``):
     the students and baselines train with the same unsupervised loss as the teacher."""
-    _require(params, (*TEACHER_PARAMETERS, "teacher_refine"), "student_loss")
+    require_parameters(params, (*TEACHER_PARAMETERS, "teacher_refine"), "student_loss")
     return final_teacher_loss(teacher_base_recipe(params), params["teacher_refine"])
 
 
@@ -49,7 +43,7 @@ def student_settings(params: Mapping[str, Any]) -> dict[str, Any]:
     """Fields every student recipe shares: ``budget`` (``params_fraction``, ``flops_fraction``,
     ``min_channels``), ``crop`` (samples, lines), ``batch_size``, ``loss``, validation, LS
     strain window (samples), ``seed`` and the training-data options."""
-    _require(params, STUDENT_PARAMETERS, "student_settings")
+    require_parameters(params, STUDENT_PARAMETERS, "student_settings")
     return dict(
         budget=dict(params_fraction=params["params_fraction"], flops_fraction=params["flops_fraction"],
                     min_channels=params["min_channels"]),
@@ -63,7 +57,7 @@ def student_settings(params: Mapping[str, Any]) -> dict[str, Any]:
 def cdp_method_settings(params: Mapping[str, Any]) -> dict[str, Any]:
     """CDP-KDNet's method fields (pruning, distillation, curriculum, fine-tuning lr) without its
     training length and lr."""
-    _require(params, CDP_METHOD_PARAMETERS, "cdp_method_settings")
+    require_parameters(params, CDP_METHOD_PARAMETERS, "cdp_method_settings")
     settings = {name: params[name] for name in CDP_METHOD_PARAMETERS}
     settings["criterion"] = settings.pop("cdp_criterion")
     return settings
@@ -71,14 +65,14 @@ def cdp_method_settings(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def dpnet_recipe(params: Mapping[str, Any]) -> DPNetRecipe:
     """Notebook 02's DP-Net: ``dpnet_steps`` at ``dpnet_lr`` from ``dpnet_init``."""
-    _require(params, (*STUDENT_PARAMETERS, *DPNET_PARAMETERS), "dpnet_recipe")
+    require_parameters(params, (*STUDENT_PARAMETERS, *DPNET_PARAMETERS), "dpnet_recipe")
     return DPNetRecipe(**student_settings(params), steps=params["dpnet_steps"], lr=params["dpnet_lr"],
                        init=params["dpnet_init"])
 
 
 def cdp_kdnet_recipe(params: Mapping[str, Any]) -> CDPKDRecipe:
     """Notebook 03's CDP-KDNet: ``cdp_steps`` at ``cdp_lr``, then ``finetune_steps``."""
-    _require(params, (*STUDENT_PARAMETERS, *CDP_KDNET_PARAMETERS), "cdp_kdnet_recipe")
+    require_parameters(params, (*STUDENT_PARAMETERS, *CDP_KDNET_PARAMETERS), "cdp_kdnet_recipe")
     return CDPKDRecipe(**student_settings(params), **cdp_method_settings(params), steps=params["cdp_steps"],
                        lr=params["cdp_lr"], finetune_steps=params["finetune_steps"])
 
@@ -86,7 +80,7 @@ def cdp_kdnet_recipe(params: Mapping[str, Any]) -> CDPKDRecipe:
 def baseline_recipe(params: Mapping[str, Any]) -> UnsupervisedRecipe:
     """The lightweight baselines' shared recipe (``teacher_model`` is a placeholder: each
     baseline variant sets its own model and widths), with the students' loss, crop and data."""
-    _require(params, (*STUDENT_PARAMETERS, *BASELINE_PARAMETERS), "baseline_recipe")
+    require_parameters(params, (*STUDENT_PARAMETERS, *BASELINE_PARAMETERS), "baseline_recipe")
     shared = student_settings(params)
     del shared["budget"]  # a baseline's size is its own architecture's
     return UnsupervisedRecipe(model=params["teacher_model"], **shared, steps=params["baseline_steps"],

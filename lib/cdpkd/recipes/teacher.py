@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +28,21 @@ TEACHER_PARAMETERS = (
 )
 
 
+def require_parameters(params: Mapping[str, Any], names: Iterable[str], what: str) -> None:
+    """Raise one KeyError naming every parameter of ``names`` that ``params`` lacks (for the
+    recipe builders of ``what``)."""
+    missing = sorted(set(names) - set(params))
+    if missing:
+        raise KeyError(f"{what}: parameters {missing} are missing")
+
+
 def teacher_base_recipe(params: Mapping[str, Any]) -> UnsupervisedRecipe:
     """The base stage's recipe from the notebooks' parameters (a notebook's ``globals()`` or
     :func:`cdpkd.pipeline.resolved_parameters`): ``teacher_model``, ``teacher_model_overrides``,
     ``teacher_crop_samples``/``_lines``, ``teacher_steps``, ``teacher_batch_size``, ``teacher_lr``,
     ``teacher_warmup_steps``, ``teacher_val_every``, ``teacher_loss_overrides``, ``val_pairs``,
     ``strain_window`` and ``seed``."""
-    missing = sorted(set(TEACHER_PARAMETERS) - set(params))
-    if missing:
-        raise KeyError(f"teacher_base_recipe: parameters {missing} are missing")
+    require_parameters(params, TEACHER_PARAMETERS, "teacher_base_recipe")
     return UnsupervisedRecipe(
         model=params["teacher_model"], model_overrides=dict(params["teacher_model_overrides"]),
         crop=(int(params["teacher_crop_samples"]), int(params["teacher_crop_lines"])),
