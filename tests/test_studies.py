@@ -318,3 +318,60 @@ def test_refine_study_checks_every_variant_before_training(study):
         study.variant_plan([("a", {"steps": 2}), ("b", {"steps": 2, "after": "c"})], profile_refine)
     with pytest.raises(SystemExit, match="no recipe fields"):
         study.variant_plan([("a", {"steps": 2}), ("empty", {})], profile_refine)
+
+
+@pytest.fixture(scope="module")
+def component_loss_study():
+    return load_study("component_loss.py")
+
+
+def notebook_04_component_base(p):
+    """Notebook 04's components base, spelled out as its setup cell builds it."""
+    from dataclasses import replace
+
+    from cdpkd import recipes
+
+    steps = p["ablation_steps"] if p["component_steps"] is None else p["component_steps"]
+    finetune = p["ablation_finetune_steps"] if p["component_finetune_steps"] is None else p["component_finetune_steps"]
+    batch = p["ablation_batch_size"] if p["component_batch_size"] is None else p["component_batch_size"]
+    return replace(recipes.cdp_kdnet_recipe(p), steps=steps, finetune_steps=finetune, batch_size=batch,
+                   val_pairs=0, val_every=None)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu"])
+def test_component_loss_study_base_is_notebook_04s(component_loss_study, profile):
+    p = component_loss_study.resolved_parameters(profile, component_loss_study.NOTEBOOK)
+    assert component_loss_study.component_base(p) == notebook_04_component_base(p)
+
+
+def test_component_loss_study_trains_the_changed_loss_and_the_control(component_loss_study, smoke_teacher, data_root,
+                                                                      tmp_path):
+    out = tmp_path / "components.json"
+    result = component_loss_study.main([
+        "--profile", "smoke", "--data-dir", str(data_root), "--out", str(out), "--seeds", "0",
+        "--loss", '{"final_weight": 0.25, "level_decay": 1.0}', "--control",
+        "--variant", "CDP-KDNet (ours)", "--variant", "no distillation",
+    ])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert result["teacher"] == smoke_teacher[1][-1].name
+    changed, control = result["runs"]["changed"], result["runs"]["profile"]
+    assert [r["variant"] for r in changed] == [r["variant"] for r in control] == ["CDP-KDNet (ours)", "no distillation"]
+    assert result["losses"]["changed"]["final_weight"] == 0.25 and result["losses"]["changed"]["level_decay"] == 1.0
+    assert result["losses"]["profile"] != result["losses"]["changed"]
+    # another loss is another recipe: no run is shared between the two settings
+    assert not {r["artifact"] for r in changed} & {r["artifact"] for r in control}
+    for label in ("changed", "profile"):
+        for row in result["runs"][label]:
+            assert np.isfinite(row["strain_rmse"]) and row["strain_rmse"] > 0
+        assert set(result["summary"][label]) == {"CDP-KDNet (ours)", "no distillation"}
+
+
+def test_component_loss_study_rejects_unknown_loss_fields_and_variants(component_loss_study, data_root, tmp_path):
+    common = ["--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "x.json")]
+    with pytest.raises(SystemExit, match="unknown key.*smooth_wieght"):
+        component_loss_study.main([*common, "--loss", '{"smooth_wieght": 1}'])
+    with pytest.raises(SystemExit, match="smooth_weight must be"):
+        component_loss_study.main([*common, "--loss", '{"smooth_weight": -1}'])
+    with pytest.raises(SystemExit, match="not components variants"):
+        component_loss_study.main([*common, "--loss", '{"final_weight": 1}', "--variant", "no pruning"])
+    assert not (tmp_path / "x.json").exists()
