@@ -24,7 +24,7 @@ from cdpkd.atomic import write_text
 from cdpkd.estimators import default_device
 from cdpkd.losses import UnsupervisedLossConfig
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
-from cdpkd.recipes import CDPKDRecipe, ensure_teacher, teacher_base_recipe
+from cdpkd.recipes import ensure_teacher, teacher_base_recipe
 from cdpkd.runtime import provenance
 from cdpkd.sim.study import notebook_datasets
 
@@ -32,16 +32,6 @@ from _study import json_object, output_path, study_parser
 
 NOTEBOOK = NOTEBOOK_DIR / "04_ablations.ipynb"
 METRICS = ("strain_rmse", "snre", "cnr_db", "warp_ncc", "disp_rmse_axial", "disp_rmse_lateral")
-
-
-def component_base(p: dict[str, Any]) -> CDPKDRecipe:
-    """Notebook 04's base recipe of the components question (its ``component_bases``)."""
-    def fallback(name: str) -> Any:
-        value = p[f"component_{name}"]
-        return p[f"ablation_{name}"] if value is None else value
-
-    return replace(recipes.cdp_kdnet_recipe(p), steps=fallback("steps"), finetune_steps=fallback("finetune_steps"),
-                   batch_size=fallback("batch_size"), val_pairs=0, val_every=None)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -55,13 +45,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     p = resolved_parameters(args.profile, NOTEBOOK)
-    base = component_base(p)
+    base = recipes.component_bases(p)["cdp_kdnet"]  # notebook 04's
     try:  # checked before anything trains
         UnsupervisedLossConfig.from_dict({**base.loss, **args.loss})
     except ValueError as err:
         raise SystemExit(f"--loss: {err}") from err
     paths = notebook_datasets(args.data_dir, p)
-    crop = (p["teacher_crop_samples"], p["teacher_crop_lines"])
     teacher_dir = ensure_teacher(args.data_dir, teacher_base_recipe(p), paths["train"], refine=p["teacher_refine"],
                                  profile=args.profile)[-1]
     # the components need no teacher size (only the baselines' budget does): no model is loaded
@@ -71,11 +60,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if missing:
         raise SystemExit(f"--variant: {missing} are not components variants ({[v.name for v in plan]})")
     variants = [v for v in plan if v.name in names]
-    seeds = args.seeds or p["component_seeds"] or p["ablation_seeds"]
-    setting = AblationSetting(args.data_dir, teacher_dir, paths["train"], paths["test"], crop, profile=args.profile,
-                              device=default_device(), tile=crop if p["tiled_inference"] else None,
-                              overlap=p["tile_overlap"], guided=p["guided_tiles"], strain_window=p["strain_window"],
-                              border=(p["border_samples"], p["border_lines"]), test_pairs=p["ablation_test_pairs"])
+    seeds = args.seeds or recipes.component_setting(p)["seeds"]
+    setting = AblationSetting.from_parameters(p, args.data_dir, teacher_dir, paths, profile=args.profile,
+                                              device=default_device())
     losses = {"changed": {**base.loss, **args.loss}, **({"profile": dict(base.loss)} if args.control else {})}
     out = output_path(args)
     result = {**provenance(), "profile": args.profile, "teacher": teacher_dir.name, "seeds": list(seeds),

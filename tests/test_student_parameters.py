@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from cdpkd.ablation import AblationSetting
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
 from cdpkd.recipes import (
     CDP_KDNET_PARAMETERS,
@@ -12,9 +13,12 @@ from cdpkd.recipes import (
     CDPKDRecipe,
     DPNetRecipe,
     UnsupervisedRecipe,
+    ablation_bases,
     baseline_recipe,
     cdp_kdnet_recipe,
     cdp_method_settings,
+    component_bases,
+    component_setting,
     dpnet_recipe,
     final_teacher_loss,
     student_loss,
@@ -104,11 +108,46 @@ def test_ablation_bases_are_the_ones_notebook_04_spelled_out(profile):
                       finetune_steps=p["ablation_finetune_steps"])
     dpnet = DPNetRecipe(**shared, steps=p["ablation_steps"] + p["ablation_finetune_steps"], lr=p["dpnet_lr"],
                         init=p["dpnet_init"])
-    no_validation = dict(val_pairs=0, val_every=None)
-    cdp_base = dataclasses.replace(cdp_kdnet_recipe(p), steps=p["ablation_steps"],
-                                   finetune_steps=p["ablation_finetune_steps"], batch_size=p["ablation_batch_size"],
-                                   **no_validation)
-    dpnet_base = dataclasses.replace(dpnet_recipe(p), steps=p["ablation_steps"] + p["ablation_finetune_steps"],
-                                     batch_size=p["ablation_batch_size"], **no_validation)
-    assert cdp_base == cdp and _key(cdp_base) == _key(cdp)
-    assert dpnet_base == dpnet and _key(dpnet_base) == _key(dpnet)
+    bases = ablation_bases(p)
+    assert set(bases) == {"cdp_kdnet", "dpnet", "baseline"}
+    assert bases["cdp_kdnet"] == cdp and _key(bases["cdp_kdnet"]) == _key(cdp)
+    assert bases["dpnet"] == dpnet and _key(bases["dpnet"]) == _key(dpnet)
+    assert bases["baseline"] == baseline_recipe(p)  # the baselines keep notebook 02-05's recipe
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu"])
+def test_component_bases_are_notebook_04s_with_their_fallbacks(profile):
+    """The components question's own length, each unset (None) parameter taken from the ablation_* one."""
+    p = resolved_parameters(profile, NOTEBOOK_DIR / "04_ablations.ipynb")
+    setting = component_setting(p)
+    for name in ("seeds", "steps", "finetune_steps", "batch_size"):
+        own = p[f"component_{name}"]
+        assert setting[name] == (p[f"ablation_{name}"] if own is None else own)
+    expected = dataclasses.replace(cdp_kdnet_recipe(p), steps=setting["steps"], finetune_steps=setting["finetune_steps"],
+                                   batch_size=setting["batch_size"], val_pairs=0, val_every=None)
+    assert component_bases(p) == {"cdp_kdnet": expected}
+    if profile == "cpu":  # the profile's longer components run: 250 + 50 updates of batch 4, three seeds
+        assert setting == {"seeds": [0, 1, 2], "steps": 250, "finetune_steps": 50, "batch_size": 4}
+    # unset: every field falls back to the short setting, whose bases then share ours
+    unset = {**p, **{f"component_{name}": None for name in setting}}
+    assert component_setting(unset) == {name: p[f"ablation_{name}"] for name in setting}
+    assert component_bases(unset)["cdp_kdnet"] == ablation_bases(unset)["cdp_kdnet"]
+    del unset["component_seeds"]
+    with pytest.raises(KeyError, match=r"component_setting: parameters \['component_seeds'\]"):
+        component_setting(unset)
+
+
+def test_ablation_setting_from_notebook_parameters(tmp_path):
+    p = resolved_parameters("cpu", NOTEBOOK_DIR / "04_ablations.ipynb")
+    paths = {"train": tmp_path / "train.h5", "test": tmp_path / "test.h5"}
+    setting = AblationSetting.from_parameters(p, tmp_path, tmp_path / "teacher", paths, profile="cpu")
+    crop = (p["teacher_crop_samples"], p["teacher_crop_lines"])
+    assert setting == AblationSetting(tmp_path, tmp_path / "teacher", paths["train"], paths["test"], crop,
+                                      profile="cpu", tile=crop, overlap=p["tile_overlap"], guided=p["guided_tiles"],
+                                      strain_window=p["strain_window"],
+                                      border=(p["border_samples"], p["border_lines"]),
+                                      test_pairs=p["ablation_test_pairs"])
+    assert AblationSetting.from_parameters({**p, "tiled_inference": False}, tmp_path, tmp_path, paths).tile is None
+    with pytest.raises(KeyError, match=r"parameters \['guided_tiles'\] are missing"):
+        AblationSetting.from_parameters({k: v for k, v in p.items() if k != "guided_tiles"}, tmp_path, tmp_path,
+                                        paths)

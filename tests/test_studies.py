@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cdpkd import recipes
 from cdpkd.losses import UnsupervisedLoss
 from cdpkd.recipes import UnsupervisedRecipe, ensure_teacher, refinement_recipe, teacher_base_recipe
 from cdpkd.sim.study import notebook_datasets
@@ -325,25 +326,6 @@ def component_loss_study():
     return load_study("component_loss.py")
 
 
-def notebook_04_component_base(p):
-    """Notebook 04's components base, spelled out as its setup cell builds it."""
-    from dataclasses import replace
-
-    from cdpkd import recipes
-
-    steps = p["ablation_steps"] if p["component_steps"] is None else p["component_steps"]
-    finetune = p["ablation_finetune_steps"] if p["component_finetune_steps"] is None else p["component_finetune_steps"]
-    batch = p["ablation_batch_size"] if p["component_batch_size"] is None else p["component_batch_size"]
-    return replace(recipes.cdp_kdnet_recipe(p), steps=steps, finetune_steps=finetune, batch_size=batch,
-                   val_pairs=0, val_every=None)
-
-
-@pytest.mark.parametrize("profile", ["smoke", "cpu"])
-def test_component_loss_study_base_is_notebook_04s(component_loss_study, profile):
-    p = component_loss_study.resolved_parameters(profile, component_loss_study.NOTEBOOK)
-    assert component_loss_study.component_base(p) == notebook_04_component_base(p)
-
-
 def test_component_loss_study_trains_the_changed_loss_and_the_control(component_loss_study, smoke_teacher, data_root,
                                                                       tmp_path):
     out = tmp_path / "components.json"
@@ -354,6 +336,8 @@ def test_component_loss_study_trains_the_changed_loss_and_the_control(component_
     ])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert result["teacher"] == smoke_teacher[1][-1].name
+    p = component_loss_study.resolved_parameters("smoke", component_loss_study.NOTEBOOK)
+    assert result["base_recipe"] == recipes.component_bases(p)["cdp_kdnet"].to_dict()  # notebook 04's base
     changed, control = result["runs"]["changed"], result["runs"]["profile"]
     assert [r["variant"] for r in changed] == [r["variant"] for r in control] == ["CDP-KDNet (ours)", "no distillation"]
     assert result["losses"]["changed"]["final_weight"] == 0.25 and result["losses"]["changed"]["level_decay"] == 1.0

@@ -50,9 +50,13 @@ from .recipes import (
     ensure_dpnet,
     ensure_unsupervised_model,
 )
+from .recipes.teacher import require_parameters
 
 KINDS = ("cdp_kdnet", "dpnet", "baseline")
 OURS = "CDP-KDNet (ours)"
+# the parameters AblationSetting.from_parameters reads
+SETTING_PARAMETERS = ("teacher_crop_samples", "teacher_crop_lines", "tiled_inference", "tile_overlap", "guided_tiles",
+                      "strain_window", "border_samples", "border_lines", "ablation_test_pairs")
 QUALITY_METRICS = ("strain_rmse", "snre", "cnr_db", "warp_ncc", "disp_rmse_axial", "disp_rmse_lateral")
 
 #: Distillation methods compared with ours: label -> (``cdpkd.losses.distill`` name, options).
@@ -115,6 +119,27 @@ class AblationSetting:
     strain_window: int = 31
     border: tuple[int, int] = (32, 4)
     test_pairs: int | None = None
+
+    @classmethod
+    def from_parameters(
+        cls,
+        params: Mapping[str, Any],
+        data_dir: str | os.PathLike,
+        teacher_dir: Path,
+        paths: Mapping[str, Path],
+        *,
+        profile: str = "default",
+        device: torch.device | None = None,
+    ) -> AblationSetting:
+        """Notebook 04's setting from its parameters (a notebook's ``globals()`` or a resolved-parameters
+        dict): the teacher's training crop, its tiling of inference as in notebooks 01-03, the LS strain
+        window and border, and the first ``ablation_test_pairs`` of ``paths["test"]``."""
+        require_parameters(params, SETTING_PARAMETERS, "AblationSetting.from_parameters")
+        crop = (int(params["teacher_crop_samples"]), int(params["teacher_crop_lines"]))
+        return cls(data_dir, teacher_dir, paths["train"], paths["test"], crop, profile=profile, device=device,
+                   tile=crop if params["tiled_inference"] else None, overlap=params["tile_overlap"],
+                   guided=params["guided_tiles"], strain_window=params["strain_window"],
+                   border=(params["border_samples"], params["border_lines"]), test_pairs=params["ablation_test_pairs"])
 
 
 # ----------------------------------------------------------------------------- the questions

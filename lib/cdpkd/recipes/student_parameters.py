@@ -9,6 +9,7 @@ resolved-parameters dict.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from .students import CDPKDRecipe, DPNetRecipe
@@ -30,6 +31,12 @@ CDP_METHOD_PARAMETERS = (
 )
 CDP_KDNET_PARAMETERS = (*CDP_METHOD_PARAMETERS, "cdp_steps", "cdp_lr", "finetune_steps")
 BASELINE_PARAMETERS = ("baseline_steps", "baseline_lr", "baseline_warmup_steps")
+# notebook 04: the short setting shared by most questions, and the components question's own
+# setting (each None falls back to its ablation_* counterpart)
+ABLATION_PARAMETERS = ("ablation_seeds", "ablation_steps", "ablation_finetune_steps", "ablation_batch_size")
+COMPONENT_PARAMETERS = ("component_seeds", "component_steps", "component_finetune_steps", "component_batch_size")
+# ablation runs keep no validation split: every pair trains, the test set scores the variants
+NO_VALIDATION: dict[str, Any] = {"val_pairs": 0, "val_every": None}
 
 
 def student_loss(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,3 +92,36 @@ def baseline_recipe(params: Mapping[str, Any]) -> UnsupervisedRecipe:
     del shared["budget"]  # a baseline's size is its own architecture's
     return UnsupervisedRecipe(model=params["teacher_model"], **shared, steps=params["baseline_steps"],
                               lr=params["baseline_lr"], warmup_steps=params["baseline_warmup_steps"])
+
+
+def component_setting(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Notebook 04's components question: ``seeds``, ``steps``, ``finetune_steps`` and
+    ``batch_size``, each its ``component_*`` parameter or, where that is None, its ``ablation_*`` one."""
+    require_parameters(params, (*ABLATION_PARAMETERS, *COMPONENT_PARAMETERS), "component_setting")
+    names = (name.removeprefix("component_") for name in COMPONENT_PARAMETERS)
+    return {name: params[f"ablation_{name}"] if params[f"component_{name}"] is None else params[f"component_{name}"]
+            for name in names}
+
+
+def ablation_bases(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Notebook 04's base recipes of the short questions, by variant kind: CDP-KDNet with
+    ``ablation_steps`` + ``ablation_finetune_steps`` updates of batch ``ablation_batch_size``,
+    DP-Net with as many updates, and the baselines' recipe; none keeps a validation split."""
+    require_parameters(params, ABLATION_PARAMETERS, "ablation_bases")
+    batch = params["ablation_batch_size"]
+    updates = params["ablation_steps"] + params["ablation_finetune_steps"]
+    return {
+        "cdp_kdnet": replace(cdp_kdnet_recipe(params), steps=params["ablation_steps"],
+                             finetune_steps=params["ablation_finetune_steps"], batch_size=batch, **NO_VALIDATION),
+        "dpnet": replace(dpnet_recipe(params), steps=updates, batch_size=batch, **NO_VALIDATION),
+        "baseline": baseline_recipe(params),
+    }
+
+
+def component_bases(params: Mapping[str, Any]) -> dict[str, CDPKDRecipe]:
+    """Notebook 04's base recipe of the components question (``{"cdp_kdnet": recipe}``): CDP-KDNet
+    at the length of :func:`component_setting`, without a validation split."""
+    setting = component_setting(params)
+    recipe = replace(cdp_kdnet_recipe(params), steps=setting["steps"], finetune_steps=setting["finetune_steps"],
+                     batch_size=setting["batch_size"], **NO_VALIDATION)
+    return {"cdp_kdnet": recipe}
