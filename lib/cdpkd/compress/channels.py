@@ -65,7 +65,8 @@ class ConvNode:
         out_channels: its output channels.
         inputs: its input channels as segments, in concatenation order.
         field: the config entry holding ``out_channels``: ``("pyramid_channels", l, j)``,
-            ``("estimator_widths", i, j)``, ``("context_widths", j)``, or None (heads).
+            ``("estimator_widths", i, j)``, ``("context_widths", j)``, ``("refine_widths", j)``, or
+            None (heads).
         correlations: indices of the cost volumes (estimator levels) that read this
             conv's output (only the last conv of an estimator's pyramid level).
     """
@@ -155,6 +156,16 @@ class ChannelMap:
                 x = (Segment(name, w),)
             nodes["context.predict"] = ConvNode("context.predict", 2, x)
 
+        if config.refine_widths:  # full-resolution head: [RF NCC volume, level-0 pre features, displacement]
+            ra, rl = config.refine_radius
+            x = (Segment("refine.cost", (2 * ra + 1) * (2 * rl + 1)),
+                 Segment(level_out[0], config.pyramid_channels[0][-1]), Segment("disp.refine", 2))
+            for j, w in enumerate(config.refine_widths):
+                name = f"refine.convs.{j}"
+                nodes[name] = ConvNode(name, w, x, ("refine_widths", j))
+                x = (*x, Segment(name, w))
+            nodes["refine.predict"] = ConvNode("refine.predict", 2, x)
+
         for name, fld in pyramid_fields.items():
             n = nodes[name]
             nodes[name] = ConvNode(name, n.out_channels, n.inputs, fld, tuple(corr.get(name, ())))
@@ -233,6 +244,7 @@ class ChannelMap:
         pyramid = [list(lv) for lv in cfg.pyramid_channels]
         estimator = [list(lv) for lv in cfg.estimator_widths]
         context = list(cfg.context_widths)
+        refine = list(cfg.refine_widths)
         for name, w in widths.items():
             if isinstance(w, bool) or not isinstance(w, int) or w < 1:
                 raise ValueError(f"widths: {name} needs a positive integer channel count, got {w!r}")
@@ -241,12 +253,15 @@ class ChannelMap:
                 pyramid[fld[1]][fld[2]] = w
             elif fld[0] == "estimator_widths":
                 estimator[fld[1]][fld[2]] = w
+            elif fld[0] == "refine_widths":
+                refine[fld[1]] = w
             else:
                 context[fld[1]] = w
         return cfg.replace(
             pyramid_channels=tuple(tuple(lv) for lv in pyramid),
             estimator_widths=tuple(tuple(lv) for lv in estimator),
             context_widths=tuple(context),
+            refine_widths=tuple(refine),
         )
 
     def __repr__(self) -> str:

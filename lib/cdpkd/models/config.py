@@ -17,6 +17,8 @@ Which config entry sets which module's out-channels (state_dict names):
   coarse to fine); ``estimators.{i}.predict`` has 2 out-channels, ``estimators.{i}.upfeat``
   ``upfeat_channels`` (absent at the finest estimator level)
 - ``context_widths[j]``         -> ``context.convs.{j}``; ``context.predict`` has 2.
+- ``refine_widths[j]``          -> ``refine.convs.{j}``; ``refine.predict`` has 2 (only with a
+  refinement head, see :class:`~cdpkd.models.refine.NCCRefinement`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ INPUT_MODES = ("rf", "rf+envelope")
 CORRELATIONS = ("plain", "gocor")
 # Fields added after model configs were first hashed into artifact keys, with their defaults
 # (as in to_dict): left out of to_dict while they hold them, so earlier configs keep their keys.
-_LATER_FIELDS: dict[str, Any] = {"cost_windows": []}
+_LATER_FIELDS: dict[str, Any] = {"cost_windows": [], "refine_widths": [], "refine_radius": [3, 1],
+                                 "refine_window": [15, 3]}
 
 # UMEN-Net teacher (DESIGN.md section 1), PWC-Net-like: three 3x3 convs per pyramid level.
 TEACHER_PYRAMID = (16, 32, 64, 96, 128, 196)
@@ -125,6 +128,12 @@ class PWCConfig:
         context: dilated context network refining the finest estimate.
         context_widths, context_dilations: its conv widths and dilations.
         leaky_slope: negative slope of every LeakyReLU.
+        refine_widths: conv widths of an optional full-resolution refinement head
+            (:class:`~cdpkd.models.refine.NCCRefinement`) after the finest estimate: it sees
+            the windowed NCC of the RF pre frame and the RF post frame warped by that estimate
+            at integer offsets, and predicts a residual displacement. Empty (default): none.
+        refine_radius: its NCC search radii (axial samples, lateral lines).
+        refine_window: its odd NCC window (axial samples, lateral lines).
     """
 
     in_channels: int = 1
@@ -145,6 +154,9 @@ class PWCConfig:
     context_widths: tuple = TEACHER_CONTEXT
     context_dilations: tuple = TEACHER_DILATIONS
     leaky_slope: float = 0.1
+    refine_widths: tuple = ()
+    refine_radius: tuple = (3, 1)
+    refine_window: tuple = (15, 3)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once here, immutable afterwards
@@ -217,6 +229,19 @@ class PWCConfig:
         set_(self, "context_widths", cw)
         set_(self, "context_dilations", cd)
 
+        rw = _int_tuple(self.refine_widths, "refine_widths")
+        if rw:
+            _positive(rw, "refine_widths")
+        set_(self, "refine_widths", rw)
+        radius = _int_tuple(self.refine_radius, "refine_radius")
+        if len(radius) != 2 or min(radius) < 0:
+            raise ValueError(f"PWCConfig: refine_radius must be two integers >= 0, got {self.refine_radius!r}")
+        window = _int_tuple(self.refine_window, "refine_window")
+        if len(window) != 2 or min(window) < 1 or window[0] % 2 == 0 or window[1] % 2 == 0:
+            raise ValueError(f"PWCConfig: refine_window must be two odd integers >= 1, got {self.refine_window!r}")
+        set_(self, "refine_radius", radius)
+        set_(self, "refine_window", window)
+
     # ------------------------------------------------------------------ geometry
     @property
     def num_levels(self) -> int:
@@ -249,7 +274,7 @@ class PWCConfig:
     def scaled(self, width_multiplier: float) -> PWCConfig:
         """Same topology with every conv width scaled by ``width_multiplier``, rounded, at least 4.
 
-        Scaled: pyramid, estimator and context widths. Not scaled: the 2-channel
+        Scaled: pyramid, estimator, context and refinement widths. Not scaled: the 2-channel
         displacement heads and ``upfeat_channels`` (already tiny).
         """
         m = float(width_multiplier)
@@ -265,6 +290,7 @@ class PWCConfig:
             pyramid_channels=tuple(tuple(s(c) for c in lv) for lv in self.pyramid_channels),
             estimator_widths=tuple(tuple(s(c) for c in lv) for lv in self.estimator_widths),
             context_widths=tuple(s(c) for c in self.context_widths),
+            refine_widths=tuple(s(c) for c in self.refine_widths),
         )
 
     def replace(self, **changes: Any) -> PWCConfig:

@@ -4,7 +4,9 @@ Coarse to fine over ``config.estimator_levels``: upsample the previous
 displacement, warp the post-frame features by it, build a local cost volume
 (plain or GOCor) + LeakyReLU, feed [cost, pre features, displacement,
 upsampled estimator features] to a dense estimator that predicts a residual
-displacement; a dilated context network refines the finest estimate.
+displacement; a dilated context network refines the finest estimate, and an
+optional head (``refine_widths``, :mod:`.refine`) refines it again at full
+resolution from an NCC cost volume on the RF.
 
 Units: inside the network a level's displacement is in *that level's* pixels
 (what ``warp`` needs at that resolution); when moving to a finer level it is
@@ -29,6 +31,7 @@ from .cost import make_cost_volume
 from .estimator import LevelEstimator
 from .inputs import check_pair, crop_level, envelope, normalize_pair, pad_to_multiple
 from .pyramid import FeaturePyramid
+from .refine import NCCRefinement
 
 
 def upsample(x: torch.Tensor, size: tuple[int, int], scale: float = 1.0) -> torch.Tensor:
@@ -109,8 +112,14 @@ class PWCNet(nn.Module):
                 config.leaky_slope,
             )
 
+        self.refine = None
+        if config.refine_widths:
+            self.refine = NCCRefinement(config.pyramid_channels[0][-1], config.refine_widths, config.refine_radius,
+                                        config.refine_window, slope=config.leaky_slope)
+
         he_init_(self, config.leaky_slope)
         heads = [e.predict for e in self.estimators] + ([self.context.predict] if self.context is not None else [])
+        heads += [self.refine.predict] if self.refine is not None else []
         for head in heads:  # displacement heads start near zero (see small_init_)
             small_init_(head)
 
@@ -163,8 +172,12 @@ class PWCNet(nn.Module):
         full = disp * prev_stride
         if prev_stride > 1:  # finest estimator below full resolution: bilinear to the input grid
             full = upsample(full, tuple(feats[0].shape[-2:]))
+        full = full[..., :height, :width]
+        if self.refine is not None:  # full-resolution residual from the RF NCC volume (models/refine.py)
+            f0 = feats[0][..., :height, :width]
+            full = full + self.refine(pre[:, :1], post[:, :1], full, f0[:n])
         out: dict[str, Any] = {
-            "displacement": full[..., :height, :width],
+            "displacement": full,
             "levels": levels,
             "strides": list(cfg.strides),
             "pyramid_levels": list(cfg.estimator_levels),

@@ -65,6 +65,9 @@ class UnsupervisedRecipe(TrainingSchedule):
         axial_offset: largest rigid axial offset (samples, both signs) between each
             training item's pre and post crops (:class:`cdpkd.sim.RFPairDataset`), so the
             network sees negative axial displacements too; validation stays unshifted.
+        trainable: train only the parameters whose names start with one of these prefixes
+            (e.g. ``["refine."]``: a refinement head added to a trained network, the rest
+            frozen); None = all.
     """
 
     model: str
@@ -77,9 +80,11 @@ class UnsupervisedRecipe(TrainingSchedule):
     keep_best: bool = False
     release_fraction: float = 0.0
     axial_offset: int = 0
+    trainable: list[str] | None = None
 
     LATER_FIELDS: ClassVar[dict[str, Any]] = {
         "init_from": None, "val_tile": False, "keep_best": False, "release_fraction": 0.0, "axial_offset": 0,
+        "trainable": None,
     }
 
     def __post_init__(self) -> None:
@@ -88,6 +93,14 @@ class UnsupervisedRecipe(TrainingSchedule):
         self.model_config()  # unknown names or fields fail here, with a clear message
         if self.val_pairs < 0:
             raise ValueError(f"val_pairs must be >= 0, got {self.val_pairs}")
+        if self.trainable is not None:
+            if isinstance(self.trainable, str) or not all(isinstance(t, str) and t for t in self.trainable):
+                raise ValueError(f"trainable must be a list of parameter-name prefixes, got {self.trainable!r}")
+            self.trainable = list(self.trainable)
+            names = [name for name, _ in build_model(self.model_config()).named_parameters()]
+            unmatched = [t for t in self.trainable if not any(name.startswith(t) for name in names)]
+            if unmatched:
+                raise ValueError(f"trainable: {unmatched} match no parameter of {self.model}")
 
     def model_config(self) -> PWCConfig:
         """The registry configuration of ``model`` with ``model_overrides`` applied."""
@@ -166,7 +179,8 @@ def train_unsupervised(
 
     ``init_model``: a saved model (``model.pt``) to start from: the recipe's configuration, or
     another one with exactly the same parameters (names and shapes), e.g. the same network with
-    other pyramid strides (``full_res_levels``), whose trained weights then carry over.
+    other pyramid strides (``full_res_levels``), whose trained weights then carry over, or the
+    same network without the recipe's refinement head (:func:`load_start`).
     """
     train_path = Path(train_path)
     train_idx, val_idx = _split(train_path, recipe.val_pairs)
@@ -174,10 +188,10 @@ def train_unsupervised(
                             release_fraction=recipe.release_fraction, axial_offset=recipe.axial_offset)
     model = build_model(recipe.model_config(), seed=recipe.seed)
     if init_model is not None:
-        try:  # strict: a start of another architecture or width must not load partially
-            model.load_state_dict(load_model(init_model).state_dict())
-        except RuntimeError as error:  # missing, unexpected or reshaped parameters, listed by torch
-            raise ValueError(f"{init_model}: its parameters do not fit the recipe's model: {error}") from error
+        load_start(model, init_model)
+    if recipe.trainable is not None:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(any(name.startswith(prefix) for prefix in recipe.trainable))
     loss_fn = unsupervised_loss_fn(recipe.loss)
     tile = recipe.crop if recipe.val_tile else None
     val_fn = validation_fn(train_path, val_idx, recipe.strain_window, tile=tile) if val_idx else None
@@ -190,6 +204,22 @@ def train_unsupervised(
     if recipe.keep_best and best.is_file():
         model.load_state_dict(load_model(best).state_dict())
     return model, history
+
+
+def load_start(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load a saved model's weights into ``model``: every parameter must fit by name and shape,
+    except that a refinement head (``refine.*``) the saved model lacks keeps its fresh
+    initialisation (a head added to a trained network). Anything else raises ``ValueError``."""
+    start = load_model(path).state_dict()
+    try:  # strict on shapes: a start of another width must not load partially
+        missing, unexpected = model.load_state_dict(start, strict=False)
+    except RuntimeError as error:  # reshaped parameters, listed by torch
+        raise ValueError(f"{path}: its parameters do not fit the recipe's model: {error}") from error
+    new_head = [k for k in missing if k.startswith("refine.")] if not any(k.startswith("refine.") for k in start) else []
+    missing = [k for k in missing if k not in new_head]
+    if missing or unexpected:
+        raise ValueError(f"{path}: its parameters do not fit the recipe's model: missing {missing}, "
+                         f"unexpected {unexpected}")
 
 
 def keeping_best(val_fn, path: Path, metric: str = "strain_rmse"):

@@ -1,0 +1,71 @@
+"""Full-resolution refinement head: a residual displacement from a windowed NCC cost volume on RF.
+
+The cpu teacher estimates at stride 2 and its error is the precision of the match at the speckle
+scale (README, "Teacher vs classical trackers"); NCC block matching gets its sub-sample precision
+from the windowed correlation of the RF carrier. This head gives a network that same evidence:
+after the finest estimate (upsampled to the input grid), it warps the RF post frame by it,
+computes the zero-mean NCC between the RF pre frame and the warped post frame over a window at
+every integer offset of a small search box (``cdpkd.classic.ncc_volume``, built on the correlation
+op), and a dense conv stack turns [NCC volume, finest pyramid features of the pre frame, current
+displacement] into a residual. Enabled by ``PWCConfig.refine_widths``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from cdpkd.classic.ncc_volume import ncc_volume
+from cdpkd.ops import warp
+
+from .blocks import conv3x3, full_precision, make_stack, run_stack, small_init_
+
+
+class NCCRefinement(nn.Module):
+    """Residual displacement at full resolution from an RF NCC cost volume.
+
+    forward(pre, post, disp, features) -> residual N x 2 x H x W (axial samples, lateral lines):
+        pre, post: N x 1 x H x W RF frames (any scale: NCC is scale-free);
+        disp: N x 2 x H x W current estimate in samples / lines (warp(post, disp) ~ pre);
+        features: N x C x H x W pre-frame features at full resolution (the pyramid's level 0).
+
+    The cost volume has D = (2 ra + 1)(2 rl + 1) channels in [-1, 1] (-1 where a window is flat or
+    leaves the frame). It is computed without gradient (``ncc_volume`` works in place): the head's
+    weights and, through the ``disp`` input and the residual sum, the network before it still train.
+    The prediction conv starts near zero (:func:`~cdpkd.models.blocks.small_init_`), so a head added
+    to a trained network starts close to that network's output.
+    """
+
+    def __init__(
+        self,
+        feature_channels: int,
+        widths: Sequence[int],
+        radius: tuple[int, int],
+        window: tuple[int, int],
+        *,
+        slope: float,
+    ) -> None:
+        super().__init__()
+        self.radius, self.window, self.slope = (int(radius[0]), int(radius[1])), (int(window[0]), int(window[1])), slope
+        d = (2 * self.radius[0] + 1) * (2 * self.radius[1] + 1)
+        self.convs, out = make_stack(d + feature_channels + 2, widths, dense=True)
+        self.predict = small_init_(conv3x3(out, 2))
+
+    def cost(self, pre: torch.Tensor, post: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
+        """The NCC volume N x D x H x W of ``pre`` and ``post`` warped by ``disp`` (float32, no gradient)."""
+        with torch.no_grad():
+            pre32, post32, disp32 = pre.float(), post.float(), disp.float()
+            return ncc_volume(pre32, warp(post32, disp32), self.window, self.radius)
+
+    def forward(
+        self, pre: torch.Tensor, post: torch.Tensor, disp: torch.Tensor, features: torch.Tensor
+    ) -> torch.Tensor:
+        cost = self.cost(pre, post, disp).to(features.dtype)
+        x = torch.cat((cost, features, disp.to(features.dtype)), dim=1)
+        stack, _ = run_stack(self.convs, x, dense=True, slope=self.slope)
+        return full_precision(self.predict, stack)
+
+    def extra_repr(self) -> str:
+        return f"radius={self.radius}, window={self.window}"
