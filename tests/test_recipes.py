@@ -185,3 +185,32 @@ def test_training_repeats_bit_for_bit_in_fresh_processes(train_set, tmp_path):
         assert out.returncode == 0, out.stderr[-2000:]
         digests.append(out.stdout.strip().splitlines()[-1])
     assert digests[0] == digests[1]
+
+
+def test_a_stage_may_add_a_refinement_head_and_train_only_it(train_set, tmp_path):
+    """A head-equipped network starts from a trained one without the head (the head keeps its fresh
+    weights); with ``trainable`` only the head trains, every other weight stays the base's exactly."""
+    torch.set_num_threads(1)
+    recipe = _recipe()
+    head = {"steps": 2, "lr": 1e-2, "warmup_steps": 0, "model_overrides": {"refine_widths": [4, 4]},
+            "trainable": ["refine."]}
+    stages = ensure_teacher(tmp_path, recipe, train_set, refine=head)
+    base, headed = load_trained(stages[0]), load_trained(stages[1])
+    assert headed.config.refine_widths == (4, 4) and base.config.refine_widths == ()
+    trained = headed.state_dict()
+    for name, weight in base.state_dict().items():
+        assert torch.equal(weight, trained[name]), f"{name}: a frozen weight moved"
+    fresh = build_model(headed.config, seed=recipe.seed).state_dict()
+    assert any(not torch.equal(trained[k], fresh[k]) for k in trained if k.startswith("refine.")), "the head trained"
+    # all parameters train again when a later stage resets trainable
+    joint = ensure_teacher(tmp_path, recipe, train_set, refine=[head, {"steps": 2, "trainable": None}])
+    moved = load_trained(joint[2]).state_dict()
+    assert any(not torch.equal(w, moved[k]) for k, w in base.state_dict().items())
+    with pytest.raises(ValueError, match=r"trainable: \['nothing\.'\] match no parameter"):
+        _recipe(trainable=["nothing."])
+    with pytest.raises(ValueError, match="list of parameter-name prefixes"):
+        _recipe(trainable="refine.")
+    # a head-equipped start into a network without one is a mismatch, not a partial load
+    with pytest.raises(ValueError, match="do not fit the recipe's model"):
+        ensure_teacher(tmp_path, recipe, train_set, refine=[head, {"steps": 1, "model_overrides": {}, "trainable": None}])
+    assert "trainable" not in recipe.cache_dict()
