@@ -94,6 +94,12 @@ def baseline_recipe(params: Mapping[str, Any]) -> UnsupervisedRecipe:
                               lr=params["baseline_lr"], warmup_steps=params["baseline_warmup_steps"])
 
 
+def _unvalidated_cdp_kdnet(params: Mapping[str, Any], steps: int, finetune_steps: int, batch_size: int) -> CDPKDRecipe:
+    """Notebook 03's CDP-KDNet at another length and batch size, without a validation split."""
+    return replace(cdp_kdnet_recipe(params), steps=steps, finetune_steps=finetune_steps, batch_size=batch_size,
+                   **NO_VALIDATION)
+
+
 def component_setting(params: Mapping[str, Any]) -> dict[str, Any]:
     """Notebook 04's components question: ``seeds``, ``steps``, ``finetune_steps`` and
     ``batch_size``, each its ``component_*`` parameter or, where that is None, its ``ablation_*`` one."""
@@ -111,8 +117,7 @@ def ablation_bases(params: Mapping[str, Any]) -> dict[str, Any]:
     batch = params["ablation_batch_size"]
     updates = params["ablation_steps"] + params["ablation_finetune_steps"]
     return {
-        "cdp_kdnet": replace(cdp_kdnet_recipe(params), steps=params["ablation_steps"],
-                             finetune_steps=params["ablation_finetune_steps"], batch_size=batch, **NO_VALIDATION),
+        "cdp_kdnet": _unvalidated_cdp_kdnet(params, params["ablation_steps"], params["ablation_finetune_steps"], batch),
         "dpnet": replace(dpnet_recipe(params), steps=updates, batch_size=batch, **NO_VALIDATION),
         "baseline": baseline_recipe(params),
     }
@@ -122,6 +127,5 @@ def component_bases(params: Mapping[str, Any]) -> dict[str, CDPKDRecipe]:
     """Notebook 04's base recipe of the components question (``{"cdp_kdnet": recipe}``): CDP-KDNet
     at the length of :func:`component_setting`, without a validation split."""
     setting = component_setting(params)
-    recipe = replace(cdp_kdnet_recipe(params), steps=setting["steps"], finetune_steps=setting["finetune_steps"],
-                     batch_size=setting["batch_size"], **NO_VALIDATION)
-    return {"cdp_kdnet": recipe}
+    return {"cdp_kdnet": _unvalidated_cdp_kdnet(params, setting["steps"], setting["finetune_steps"],
+                                                setting["batch_size"])}

@@ -215,8 +215,8 @@ def load_start(model: nn.Module, path: str | os.PathLike) -> None:
         missing, unexpected = model.load_state_dict(start, strict=False)
     except RuntimeError as error:  # reshaped parameters, listed by torch
         raise ValueError(f"{path}: its parameters do not fit the recipe's model: {error}") from error
-    new_head = [k for k in missing if k.startswith("refine.")] if not any(k.startswith("refine.") for k in start) else []
-    missing = [k for k in missing if k not in new_head]
+    head_added = not any(k.startswith("refine.") for k in start)
+    missing = [k for k in missing if not (head_added and k.startswith("refine."))]
     if missing or unexpected:
         raise ValueError(f"{path}: its parameters do not fit the recipe's model: missing {missing}, "
                          f"unexpected {unexpected}")
