@@ -111,7 +111,9 @@ def test_resolved_parameters_are_notebook_defaults_updated_by_the_profile():
     assert cpu["teacher_steps"] == profile.common["teacher_steps"] != smoke["teacher_steps"]
     # a parameter no profile sets keeps the notebook's default, parsed as a Python literal
     assert "fs_mhz" not in profile.common and cpu["fs_mhz"] == smoke["fs_mhz"] == 40.0
-    assert isinstance(smoke["teacher_refine"], dict)
+    # literals nest: a list of dicts holding lists and None
+    assert isinstance(smoke["teacher_refine"], list) and smoke["teacher_refine"][-1]["trainable"] is None
+    assert smoke["teacher_refine"][1]["trainable"] == ["refine."]
 
 
 def test_resolved_parameters_reject_a_non_literal_default(tmp_path):
