@@ -133,6 +133,21 @@ def test_out_of_frame_samples_are_excluded():
         similarity_ncc(pre, post, dd, (9, 3), mask=torch.ones(3, 40, 16))
 
 
+def test_a_crop_sent_wholly_out_of_the_frame_gives_loss_one_not_nan():
+    # A diverging network can move every pixel of one crop outside the post frame: that
+    # crop has no pixel to compare (loss 1, no gradient through it) and must not turn the
+    # batch's loss into NaN (it did: a zero variance floored at float tiny overflowed).
+    # (RF in raw units: |x - mean| above 4 overflowed; unit-variance noise alone did not)
+    pre, post = 100 * _noise(2, 1, 40, 16, seed=6), 100 * _noise(2, 1, 40, 16, seed=7)
+    d = torch.zeros(2, 2, 40, 16)
+    d[1, 0] = 500.0
+    d.requires_grad_(True)
+    per_crop = similarity_ncc(pre, post, d, (9, 3), reduction="none")
+    assert torch.isfinite(per_crop).all() and float(per_crop[1]) == 1.0
+    per_crop.sum().backward()
+    assert torch.isfinite(d.grad).all() and float(d.grad[1].abs().sum()) == 0.0
+
+
 def test_envelope_matches_scipy_hilbert():
     from cdpkd.signal import envelope as np_envelope
 

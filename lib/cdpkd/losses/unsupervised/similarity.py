@@ -51,12 +51,15 @@ def _standardize(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
     Local NCC is invariant to a global positive affine change, so detaching
     changes no gradient; it only makes ``eps`` relative to the frame's variance.
+    A plane with no weighted pixel, or a flat one, keeps unit scale: dividing by a
+    floored ~0 would overflow to inf, and inf * weight 0 is NaN (a network whose
+    estimate sends a whole crop out of the frame must get loss 1, not NaN).
     """
     xd = x.detach()
     total = weight.sum(dim=(-2, -1), keepdim=True).clamp_min(1.0)
     mean = (xd * weight).sum(dim=(-2, -1), keepdim=True) / total
-    var = (((xd - mean) ** 2) * weight).sum(dim=(-2, -1), keepdim=True) / total
-    return (x - mean) / var.sqrt().clamp_min(torch.finfo(x.dtype).tiny)
+    std = ((((xd - mean) ** 2) * weight).sum(dim=(-2, -1), keepdim=True) / total).sqrt()
+    return (x - mean) / torch.where(std > 0, std, torch.ones_like(std))
 
 
 def box_ncc(
