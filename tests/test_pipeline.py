@@ -84,6 +84,19 @@ def test_full_run_publishes_and_resume_skips(sandbox, capsys):
     assert "up to date, skipped" in capsys.readouterr().out
 
 
+def test_notebooks_before_a_failure_are_published(sandbox):
+    # a second notebook that fails under this profile: the first one's results were rewritten,
+    # so its figures must be published too, not left from an earlier run
+    make_notebook(sandbox / "notebooks" / "02_bad.ipynb", "if fail:\n    raise ValueError('deliberate failure')")
+    results = sandbox / "results"
+    (sandbox / "profiles" / "half.yaml").write_text(f"common:\n  results_dir: {results}\nnotebooks:\n  02_bad:\n    fail: true\n")
+    with pytest.raises(PipelineError, match="02_bad.ipynb failed"):
+        pipeline.run("half")
+    assert (sandbox / "figures" / "01_tiny__numbers.md").is_file()
+    provenance = json.loads((sandbox / "figures" / "PROVENANCE.json").read_text())
+    assert set(provenance["notebooks"]) == {"01_tiny"}
+
+
 def test_smoke_never_publishes(sandbox):
     pipeline.run("smoke", only=["01"])
     assert not (sandbox / "figures").exists()

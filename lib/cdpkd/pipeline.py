@@ -17,8 +17,8 @@ notebooks that declare them. The pipeline always sets ``profile``.
 
 Executed notebooks go to ``results/<profile>/``, the run state (status, wall
 time, git SHA per notebook) to ``results/<profile>/pipeline.json``. After a
-successful non-smoke run, the notebooks' figures and tables are copied to
-``figures/`` with ``figures/PROVENANCE.json``. Expensive artifacts are cached
+non-smoke run, the figures and tables of the notebooks that succeeded (also when a
+later one failed) are copied to ``figures/`` with ``figures/PROVENANCE.json``. Expensive artifacts are cached
 by the notebooks themselves (:mod:`cdpkd.artifacts`), so re-running after a
 failure resumes where the work was; ``--resume`` additionally skips notebooks
 that already succeeded with the same parameters at the same commit.
@@ -193,28 +193,32 @@ def run(profile_name: str, only: list[str] | None = None, resume: bool = False) 
     os.environ["CDPKD_PROGRESS"] = "0"
     sha = git_sha()
     done: list[str] = []
-    for notebook in notebooks:
-        params = notebook_parameters(profile, notebook)
-        key = artifact_key(params)
-        previous = state.get(notebook.stem, {})
-        if resume and previous.get("status") == "ok" and previous.get("params_key") == key and previous.get("git_sha") == sha:
-            print(f"[{profile.name}] {notebook.stem}: up to date, skipped (--resume)", flush=True)
-            continue
-        print(f"[{profile.name}] {notebook.stem}: running ...", flush=True)
-        start = time.perf_counter()
-        record = {"params_key": key, "git_sha": sha, "device": device_description(), "date": utc_now()}
-        try:
-            _execute(notebook, out_dir / notebook.name, params)
-        except PipelineError:
-            state[notebook.stem] = {**record, "status": "failed", "wall_s": round(time.perf_counter() - start, 1)}
+    try:
+        for notebook in notebooks:
+            params = notebook_parameters(profile, notebook)
+            key = artifact_key(params)
+            previous = state.get(notebook.stem, {})
+            if resume and previous.get("status") == "ok" and previous.get("params_key") == key and previous.get("git_sha") == sha:
+                print(f"[{profile.name}] {notebook.stem}: up to date, skipped (--resume)", flush=True)
+                continue
+            print(f"[{profile.name}] {notebook.stem}: running ...", flush=True)
+            start = time.perf_counter()
+            record = {"params_key": key, "git_sha": sha, "device": device_description(), "date": utc_now()}
+            try:
+                _execute(notebook, out_dir / notebook.name, params)
+            except PipelineError:
+                state[notebook.stem] = {**record, "status": "failed", "wall_s": round(time.perf_counter() - start, 1)}
+                write_json(state_path, state)
+                raise
+            state[notebook.stem] = {**record, "status": "ok", "wall_s": round(time.perf_counter() - start, 1)}
             write_json(state_path, state)
-            raise
-        state[notebook.stem] = {**record, "status": "ok", "wall_s": round(time.perf_counter() - start, 1)}
-        write_json(state_path, state)
-        done.append(notebook.stem)
-        print(f"[{profile.name}] {notebook.stem}: ok in {state[notebook.stem]['wall_s']} s", flush=True)
-    if profile.name != "smoke" and done:
-        _publish(profile.name, done, state)
+            done.append(notebook.stem)
+            print(f"[{profile.name}] {notebook.stem}: ok in {state[notebook.stem]['wall_s']} s", flush=True)
+    finally:
+        # what finished is published even when a later notebook fails: its results files
+        # are already rewritten, and figures/ must not keep the previous run's
+        if profile.name != "smoke" and done:
+            _publish(profile.name, done, state)
     return state
 
 
