@@ -70,6 +70,17 @@ def test_network_estimator_normalises_like_training_and_returns_numpy():
         network_estimator(model, "cpu")(pre[None], post[None])
 
 
+def test_a_flat_pre_frame_is_not_scaled_to_infinity():
+    # a blank (all-zero) pre crop has std 0: the post crop must reach the network finite
+    model = Recorder()
+    pre = np.zeros((32, 8), dtype=np.float32)
+    post = (50 * np.random.default_rng(1).standard_normal((32, 8))).astype(np.float32)
+    network_estimator(model, "cpu")(pre, post)
+    seen_pre, seen_post, _, _ = model.seen
+    assert torch.isfinite(seen_post).all() and torch.equal(seen_post[0, 0], torch.from_numpy(post))
+    assert torch.equal(seen_pre, torch.zeros_like(seen_pre))
+
+
 def test_flops_of_a_two_channel_network():
     config = get_config("umen_teacher_smoke")
     two = build_model(dataclasses.replace(config, in_channels=2), seed=0)

@@ -107,9 +107,11 @@ def network_estimator(
         raise ValueError(f"guide_quantile must be in [0, 1], got {guide_quantile}")
 
     def run(pre_t: torch.Tensor, post_t: torch.Tensor) -> torch.Tensor:
-        """Batch of N x 1 x h x w crops -> N x 2 x h x w, each normalised by its own pre std."""
-        scale = pre_t.flatten(1).std(dim=1, correction=0).clamp_min(torch.finfo(torch.float32).tiny)
-        scale = scale.view(-1, 1, 1, 1)
+        """Batch of N x 1 x h x w crops -> N x 2 x h x w, each normalised by its own pre std
+        (a flat pre crop, e.g. a blank band of a real frame, keeps unit scale: dividing its
+        post crop by a floored ~0 would overflow to inf)."""
+        scale = pre_t.flatten(1).std(dim=1, correction=0)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale)).view(-1, 1, 1, 1)
         return model(pre_t / scale, post_t / scale)["displacement"].float()
 
     def estimate(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
