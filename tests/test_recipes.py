@@ -212,5 +212,6 @@ def test_a_stage_may_add_a_refinement_head_and_train_only_it(train_set, tmp_path
         _recipe(trainable="refine.")
     # a head-equipped start into a network without one is a mismatch, not a partial load
     with pytest.raises(ValueError, match="do not fit the recipe's model"):
-        ensure_teacher(tmp_path, recipe, train_set, refine=[head, {"steps": 1, "model_overrides": {}, "trainable": None}])
+        ensure_teacher(tmp_path, recipe, train_set,
+                       refine=[head, {"steps": 1, "model_overrides": {"refine_widths": []}, "trainable": None}])
     assert "trainable" not in recipe.cache_dict()

@@ -13,6 +13,7 @@ from cdpkd.recipes import (
     final_teacher_loss,
     load_trained,
     refine_stages,
+    refinement_recipe,
     teacher_base_recipe,
 )
 from cdpkd.sim import ImagingConfig, SimulationConfig
@@ -70,6 +71,20 @@ def test_refine_stages_and_the_final_loss():
     base = UnsupervisedRecipe(model="umen_teacher_smoke", loss={"level_decay": 1.0, "smooth_weight": 0.1})
     assert final_teacher_loss(base, None) == {"level_decay": 1.0, "smooth_weight": 0.1}
     assert final_teacher_loss(base, chain) == {"level_decay": 1.0, "smooth_weight": 1.0, "final_weight": 2.0}
+
+
+def test_a_stage_updates_the_model_overrides_like_the_loss():
+    # a stage names only what it changes: the base's overrides stay unless a stage sets them again
+    base = UnsupervisedRecipe(model="umen_teacher_smoke", model_overrides={"input_mode": "rf+envelope"},
+                              loss={"smooth_weight": 0.1})
+    headed = refinement_recipe(base, {"model_overrides": {"refine_widths": [4]}, "loss": {"final_weight": 2.0}},
+                               "teacher/abc")
+    assert headed.model_overrides == {"input_mode": "rf+envelope", "refine_widths": [4]}
+    assert headed.loss == {"smooth_weight": 0.1, "final_weight": 2.0}
+    assert headed.model_config().input_mode == "rf+envelope" and headed.model_config().refine_widths == (4,)
+    back = refinement_recipe(headed, {"model_overrides": {"input_mode": "rf"}}, "teacher/def")
+    assert back.model_overrides == {"input_mode": "rf", "refine_widths": [4]}
+    assert base.model_overrides == {"input_mode": "rf+envelope"}, "the earlier recipe is untouched"
 
 
 def test_refinement_chain_continues_stage_by_stage(train_set, tmp_path):

@@ -67,8 +67,9 @@ def ensure_teacher(
 
     ``refine``: refinement stages, each continuing from the previous stage's model with the
     recipe fields it names changed from the previous stage's recipe (e.g.
-    ``{"steps": 400, "lr": 2e-4, "loss": {"smooth_weight": 0.5}}``; ``loss`` entries update the
-    previous loss settings). One dict = one stage, a list = a chain, None or ``{}`` = none.
+    ``{"steps": 400, "lr": 2e-4, "loss": {"smooth_weight": 0.5}}``; ``loss`` and
+    ``model_overrides`` entries update the previous stage's, so a stage names only what it
+    changes). One dict = one stage, a list = a chain, None or ``{}`` = none.
     Refinement stages validate on tiles. The last folder is the teacher to use.
     """
     base = ensure_unsupervised_model(root, "teacher", recipe, train_path, profile=profile, device=device)
@@ -117,14 +118,17 @@ def final_teacher_loss(recipe: UnsupervisedRecipe, refine: RefineSpec) -> dict[s
 
 
 def refinement_recipe(recipe: UnsupervisedRecipe, refine: dict[str, Any], init_from: str) -> UnsupervisedRecipe:
-    """A refinement stage of ``recipe``: the ``refine`` fields changed (``loss`` entries update
-    ``recipe.loss``), starting from the artifact ``init_from`` (e.g. ``"teacher/<key>"``),
-    validating on tiles unless ``refine`` says otherwise."""
+    """A refinement stage of ``recipe``: the ``refine`` fields changed (``loss`` and
+    ``model_overrides`` entries update ``recipe.loss`` and ``recipe.model_overrides``), starting
+    from the artifact ``init_from`` (e.g. ``"teacher/<key>"``), validating on tiles unless
+    ``refine`` says otherwise."""
     changes = dict(refine)
     loss = {**recipe.loss, **changes.pop("loss", {})}
+    overrides = {**recipe.model_overrides, **changes.pop("model_overrides", {})}
     unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(recipe)})
     if unknown:
         raise ValueError(f"refine: {unknown} are not fields of UnsupervisedRecipe")
     if "init_from" in changes:
         raise ValueError("refine: init_from is set by the stage (the artifact it continues from), not by refine")
-    return dataclasses.replace(recipe, **{"val_tile": True, **changes}, loss=loss, init_from=init_from)
+    return dataclasses.replace(recipe, **{"val_tile": True, **changes}, loss=loss, model_overrides=overrides,
+                               init_from=init_from)
