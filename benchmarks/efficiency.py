@@ -1,7 +1,8 @@
 """Efficiency of every method on one full RF pair, from the architectures alone (no training needed).
 
     python benchmarks/efficiency.py [--profile cpu] [--samples 2048] [--lines 256] [--repeats 5]
-                                    [--threads 2] [--gpu auto|on|off] [--tiles guided|plain | --whole-frame]
+                                    [--threads 2] [--gpu auto|on|off] [--cpu-timing on|off]
+                                    [--tiles guided|plain | --whole-frame]
                                     [--out benchmarks/results]
 
 Parameters, FLOPs, peak memory and latency depend on the architecture, not on
@@ -34,8 +35,9 @@ from cdpkd.classic import glue, ncc_block_matching
 from cdpkd.efficiency import Tracker, measure_efficiency
 from cdpkd.models import build_model, count_parameters, get_config
 from cdpkd.models.scaling import overrides_for_parameters
+from cdpkd.ops import describe_backends
 from cdpkd.pipeline import NOTEBOOK_DIR, load_profile, resolved_parameters
-from cdpkd.recipes import StudentBudget, one_shot_prune, teacher_base_recipe
+from cdpkd.recipes import StudentBudget, one_shot_prune, teacher_stage_recipes
 from cdpkd.runtime import device_description, provenance
 from cdpkd.sim import simulate_pair
 from cdpkd.sim.study import simulation_config
@@ -44,7 +46,8 @@ from cdpkd.sim.study import simulation_config
 def networks_of(profile_name: str) -> tuple[dict[str, torch.nn.Module], tuple[int, int], dict]:
     """Teacher, budget-pruned student and budget-sized baselines of a profile (random weights)."""
     common = load_profile(profile_name).common
-    teacher_recipe = teacher_base_recipe(resolved_parameters(profile_name, NOTEBOOK_DIR / "01_teacher.ipynb"))
+    # the last stage's architecture: the refinement head, where the profile adds one, is the teacher's
+    teacher_recipe = teacher_stage_recipes(resolved_parameters(profile_name, NOTEBOOK_DIR / "01_teacher.ipynb"))[-1]
     crop = teacher_recipe.crop
     teacher = build_model(teacher_recipe.model_config(), seed=0)
     budget = StudentBudget(common["params_fraction"], common["flops_fraction"], common["min_channels"])
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--gpu", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--cpu-timing", choices=("on", "off"), default="on",
+                        help="CPU latency and peak memory (off: GPU columns only, e.g. on a lent GPU machine)")
     parser.add_argument("--tiles", choices=("guided", "plain"), default=None,
                         help="guided or plain tiles (default: the notebooks' guided_tiles under --profile)")
     parser.add_argument("--whole-frame", action="store_true", help="one forward per frame instead of tiles")
@@ -102,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         repeats=args.repeats,
         threads=args.threads,
         gpu=gpu,
+        cpu_timing=args.cpu_timing == "on",
     )
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     slug = re.sub(r"[^a-z0-9]+", "-", device_description().lower()).strip("-")
@@ -116,9 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             "shape": [args.samples, args.lines],
             "repeats": args.repeats,
             "cpu_threads": args.threads,
+            "cpu_timing": args.cpu_timing == "on",
             **settings,
             "tile": list(tile) if tile else None,
             "guided_tiles": guided,
+            "ops_backends": describe_backends(),  # "last": what the correlation / warp ops ran last (GPU pass)
             "methods": {
                 k: {c: (None if v != v else float(v)) for c, v in row.items()} for k, row in table.iterrows()
             },

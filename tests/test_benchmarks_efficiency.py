@@ -48,6 +48,9 @@ def test_benchmark_builds_the_profile_networks_at_the_budget():
     module = _benchmark_module()
     networks, crop, settings = module.networks_of("cpu")
     teacher = count_parameters(networks["teacher"])
+    # the profile's teacher is its last stage's architecture, refinement head included
+    assert settings["teacher_model_overrides"].get("refine_widths"), "the cpu profile's teacher has a head"
+    assert any(name.startswith("refine.") for name, _ in networks["teacher"].named_parameters())
     budget = settings["budget"]["params_fraction"]
     assert crop == tuple(settings["tile"])
     for name, net in networks.items():

@@ -64,6 +64,16 @@ def test_measure_efficiency_rows_and_columns():
     assert guided.loc["usenet", "gflops"] > table.loc["usenet", "gflops"], "guided: one whole-frame pass more"
 
 
+def test_measure_efficiency_without_cpu_timing_keeps_the_counts():
+    pre, post = _pair()
+    model = build_model("usenet_smoke")
+    table = measure_efficiency(pre, post, {"usenet": model}, tile=(64, 32), repeats=1, gpu=False, cpu_timing=False)
+    assert table.loc["usenet", "params"] == count_parameters(model)
+    expected = estimator_flops(network_estimator(model, "cpu", tile=(64, 32)), pre, post) / 1e9
+    assert table.loc["usenet", "gflops"] == pytest.approx(expected)
+    assert table[["latency_cpu_ms", "peak_mem_cpu_mb"]].isna().all().all()
+
+
 def test_measure_efficiency_bad_input():
     pre, post = _pair()
     model = build_model("usenet_smoke")
@@ -80,7 +90,9 @@ def test_measure_efficiency_on_gpu():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     pre, post = _pair(256, 64)
-    table = measure_efficiency(pre, post, {"usenet": build_model("usenet_smoke")}, repeats=2, gpu=True)
+    table = measure_efficiency(pre, post, {"usenet": build_model("usenet_smoke")}, repeats=2, gpu=True,
+                               cpu_timing=False)
+    assert table[["latency_cpu_ms", "peak_mem_cpu_mb"]].isna().all().all()
     for column in (
         "latency_gpu_fp32_ms",
         "latency_gpu_bf16_ms",

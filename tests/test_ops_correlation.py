@@ -210,3 +210,32 @@ def test_unknown_backend_raises():
     f = torch.randn(1, 1, 2, 2)
     with pytest.raises(ValueError, match="backend must be one of"):
         ops.correlation(f, f, 1, 1, backend="cuda")
+
+
+def test_environment_can_make_auto_use_the_reference_on_cuda(monkeypatch):
+    from cdpkd.ops import dispatch
+
+    cuda = torch.device("cuda")  # a device object only: no GPU is touched
+    monkeypatch.setattr(dispatch, "_AUTO_ON_CUDA", "reference")
+    assert dispatch.resolve_backend("correlation", "auto", cuda) == "reference"
+    assert dispatch.describe_backends()["auto_on_cuda"] == "reference"
+    monkeypatch.setattr(dispatch, "_AUTO_ON_CUDA", "auto")
+    expected = "triton" if dispatch.triton_available() else "reference"
+    assert dispatch.resolve_backend("correlation", "auto", cuda) == expected
+
+
+@pytest.mark.parametrize(("value", "ok"), [("reference", True), ("auto", True), ("", True), ("cuda", False)])
+def test_ops_backend_environment_variable_is_read_and_checked(value, ok):
+    import os
+    import subprocess
+    import sys
+
+    code = "import torch; from cdpkd.ops import dispatch; print(dispatch.resolve_backend('w', 'auto', torch.device('cuda')))"
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, CDPKD_OPS_BACKEND=value),
+                          capture_output=True, text=True, timeout=120)
+    if not ok:
+        assert proc.returncode != 0 and "CDPKD_OPS_BACKEND must be 'auto' or 'reference'" in proc.stderr
+        return
+    assert proc.returncode == 0, proc.stderr
+    if value == "reference":
+        assert proc.stdout.strip() == "reference"

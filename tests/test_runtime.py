@@ -29,3 +29,18 @@ def test_git_sha_is_dirty_for_code_changes_not_for_pipeline_outputs(tmp_path, mo
     (tmp_path / "lib.py").write_text("1")
     assert sha() == clean + "-dirty"
     runtime.git_sha.cache_clear()
+
+
+def test_git_sha_outside_a_checkout_comes_from_the_environment_or_is_unknown(tmp_path, monkeypatch):
+    from cdpkd import runtime
+
+    monkeypatch.setattr(runtime, "REPO_ROOT", tmp_path)  # no .git here
+    monkeypatch.delenv("CDPKD_GIT_SHA", raising=False)
+    runtime.git_sha.cache_clear()
+    try:
+        assert runtime.git_sha() == "unknown"
+        monkeypatch.setenv("CDPKD_GIT_SHA", "0123abc")
+        runtime.git_sha.cache_clear()
+        assert runtime.git_sha() == "0123abc"
+    finally:
+        runtime.git_sha.cache_clear()

@@ -182,6 +182,7 @@ def measure_efficiency(
     repeats: int = 5,
     threads: int | None = 2,
     gpu: bool | None = None,
+    cpu_timing: bool = True,
 ) -> pd.DataFrame:
     """Parameters, FLOPs, peak memory and latency of one call of every method on the pair (``pre``, ``post``).
 
@@ -193,6 +194,9 @@ def measure_efficiency(
         repeats: timed calls per method and device (after one warm-up round).
         threads: intra-op threads on the CPU (None: leave torch's setting).
         gpu: measure on CUDA too (None: when available).
+        cpu_timing: measure CPU latency and peak memory; False leaves them NaN (e.g. on a
+            lent GPU machine, whose CPU is not the one the CPU columns are meant for).
+            FLOPs are always counted on the CPU.
 
     Returns:
         One row per method (index ``method``), columns as in the module docstring.
@@ -223,11 +227,14 @@ def measure_efficiency(
             with FlopCounterMode(display=False) as counter:
                 fn(pre, post)
             rows[name]["gflops"] = counter.get_total_flops() / 1e9 if counted else nan
-        for name, fn in calls.items():
-            rows[name]["peak_mem_cpu_mb"] = peak_rss_rise_mb(lambda fn=fn: fn(pre, post))
-        timed = round_robin_ms({name: (lambda fn=fn: fn(pre, post)) for name, fn in calls.items()}, repeats)
-        for name, ms in timed.items():
-            rows[name]["latency_cpu_ms"] = ms
+        for name in rows:
+            rows[name]["peak_mem_cpu_mb"] = rows[name]["latency_cpu_ms"] = nan
+        if cpu_timing:
+            for name, fn in calls.items():
+                rows[name]["peak_mem_cpu_mb"] = peak_rss_rise_mb(lambda fn=fn: fn(pre, post))
+            timed = round_robin_ms({name: (lambda fn=fn: fn(pre, post)) for name, fn in calls.items()}, repeats)
+            for name, ms in timed.items():
+                rows[name]["latency_cpu_ms"] = ms
 
     for precision in PRECISIONS:
         for name in rows:

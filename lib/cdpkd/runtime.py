@@ -44,7 +44,9 @@ def git_sha(short: bool = False) -> str:
 
     Changes under :data:`OUTPUT_PATHS` do not count: they are what the pipeline writes
     (a full run rewrites results of earlier notebooks before the later ones start), not
-    code. Returns ``"unknown"`` outside a git checkout (e.g. an installed wheel).
+    code. Outside a git checkout: the environment variable ``CDPKD_GIT_SHA`` when set (a copy
+    of a known commit without its ``.git``, e.g. the tree sent to a lent GPU machine, whose
+    sender vouches that it is that commit), else ``"unknown"`` (e.g. an installed wheel).
     """
     try:
         args = ["git", "-C", str(REPO_ROOT), "rev-parse"] + (["--short"] if short else []) + ["HEAD"]
@@ -58,7 +60,7 @@ def git_sha(short: bool = False) -> str:
         ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("CDPKD_GIT_SHA", "").strip() or "unknown"
 
 
 def cpu_description() -> str:

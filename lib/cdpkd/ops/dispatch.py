@@ -6,6 +6,10 @@ interpreter, i.e. when ``TRITON_INTERPRET=1`` was set before triton was first
 imported (Triton decides per process, when ``@triton.jit`` runs; the tests use
 a subprocess for this). After each call, ``last_backend(op)`` says what ran:
 ``"reference"``, ``"triton"`` or ``"triton-interpreter"``.
+
+The environment variable ``CDPKD_OPS_BACKEND=reference`` (read once, at import) makes
+``"auto"`` pick the reference on CUDA too: a way round Triton kernels that fail on a new
+GPU or Triton release, without touching code. Unset or ``auto``: the rule above.
 """
 
 from __future__ import annotations
@@ -25,6 +29,17 @@ _last: dict[str, str] = {}
 _TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 
 
+def _auto_from_environment() -> str:
+    value = os.environ.get("CDPKD_OPS_BACKEND", "").strip().lower() or "auto"
+    if value not in ("auto", "reference"):
+        raise ValueError(f"CDPKD_OPS_BACKEND must be 'auto' or 'reference', got {value!r}")
+    return value
+
+
+# what backend="auto" means on CUDA tensors: "auto" (Triton when installed) or "reference"
+_AUTO_ON_CUDA = _auto_from_environment()
+
+
 def triton_available() -> bool:
     """Whether triton is installed here (a broken install fails at first use, with its own error)."""
     return _TRITON_INSTALLED
@@ -40,7 +55,8 @@ def resolve_backend(op: str, backend: str, device: torch.device) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"{op}: backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        return "triton" if device.type == "cuda" and triton_available() else "reference"
+        use_triton = device.type == "cuda" and triton_available() and _AUTO_ON_CUDA == "auto"
+        return "triton" if use_triton else "reference"
     if backend == "triton" and not triton_available():
         raise RuntimeError(
             f"{op}: backend='triton' was requested but triton cannot be imported; "
@@ -84,7 +100,7 @@ def describe_backends() -> dict[str, object]:
     return {
         "cuda_available": cuda,
         "triton_available": triton_available(),
-        "auto_on_cuda": "triton" if triton_available() else "reference",
+        "auto_on_cuda": "triton" if triton_available() and _AUTO_ON_CUDA == "auto" else "reference",
         "auto_on_cpu": "reference",
         "last": dict(_last),
     }

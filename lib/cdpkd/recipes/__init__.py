@@ -38,6 +38,7 @@ from .teacher import (
     refine_stages,
     refinement_recipe,
     teacher_base_recipe,
+    teacher_stage_recipes,
 )
 from .unsupervised import (
     UnsupervisedRecipe,
@@ -80,6 +81,7 @@ __all__ = [
     "refine_stages",
     "refinement_recipe",
     "teacher_base_recipe",
+    "teacher_stage_recipes",
     "ensure_unsupervised_model",
     "load_trained",
     "one_shot_prune",

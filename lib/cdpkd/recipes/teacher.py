@@ -54,6 +54,17 @@ def teacher_base_recipe(params: Mapping[str, Any]) -> UnsupervisedRecipe:
     )
 
 
+def teacher_stage_recipes(params: Mapping[str, Any]) -> list[UnsupervisedRecipe]:
+    """Every stage's recipe of the teacher the parameters describe, without training anything:
+    :func:`teacher_base_recipe`, then one per ``teacher_refine`` stage (:func:`refinement_recipe`;
+    ``init_from`` is a label, ``"teacher/stage-<n>"``, not an artifact). The last one's
+    ``model_config()`` is the teacher's architecture, e.g. for costs measured with random weights."""
+    recipes = [teacher_base_recipe(params)]
+    for number, changes in enumerate(refine_stages(params.get("teacher_refine"))):
+        recipes.append(refinement_recipe(recipes[-1], changes, f"teacher/stage-{number}"))
+    return recipes
+
+
 def ensure_teacher(
     root: str | os.PathLike,
     recipe: UnsupervisedRecipe,

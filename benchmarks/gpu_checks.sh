@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Every GPU check of the project in one prepared run, for a GPU machine lent for a few minutes:
+#
+#   OUT=<results folder> CDPKD_GIT_SHA=<commit of this tree> bash benchmarks/gpu_checks.sh
+#
+# Run from the repository root with the machine's own Python (torch + triton with CUDA). Packages
+# that machine lacks travel as wheels in .whl/ (installed into /tmp/site when present; see the
+# README, "GPU checks"). Each step is time-boxed, so a failing or hanging step costs only its own
+# box; logs and JSON files go to a work folder that is packed into $OUT/gpu_checks.tar.gz after
+# every step (a run cut short keeps the finished steps; the device tool returns few files, so one
+# archive), with $OUT/steps.txt (exit code and seconds per step) beside it. Order: what matters most first.
+#   1. environment (nvidia-smi, versions) and a quick Triton-vs-reference probe: if the compiled
+#      kernels fail, later steps run with CDPKD_OPS_BACKEND=reference and say so;
+#   2. GPU tests: the Triton kernels against the PyTorch reference at real shapes, gpu-marked tests;
+#   3. efficiency (benchmarks/efficiency.py, GPU columns) for the cpu profile's architectures;
+#   4. training throughput of the paper profile's teacher stages (benchmarks/training.py);
+#   5. efficiency for the paper profile's architectures;
+#   6. correlation / warp op benchmark (benchmarks/ops.py).
+set -u
+: "${OUT:?set OUT to the results folder}"
+WORK=$(mktemp -d)
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD/lib${PYTHONPATH:+:$PYTHONPATH}" CDPKD_PROGRESS=0 PYTHONUNBUFFERED=1
+PY=${PY:-python3}
+if compgen -G ".whl/*.whl" >/dev/null; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+
+step() {  # step <name> <seconds> <command...>: run, time-box, log to <work>/<name>.log, record the exit code
+    local name=$1 limit=$2
+    shift 2
+    local start=$SECONDS
+    timeout --kill-after=10 "$limit" "$@" >"$WORK/$name.log" 2>&1
+    local rc=$?
+    echo "$name rc=$rc seconds=$((SECONDS - start)) limit=$limit" | tee -a "$WORK/steps.txt"
+    pack
+}
+
+pack() {  # the work folder -> $OUT/gpu_checks.tar.gz (replaced whole, never half-written)
+    cp "$WORK/steps.txt" "$OUT/steps.txt" 2>/dev/null
+    tar -czf "$OUT/.pack.tmp" -C "$WORK" . && mv "$OUT/.pack.tmp" "$OUT/gpu_checks.tar.gz"
+}
+
+{
+    date -u +%FT%TZ
+    echo "git_sha=${CDPKD_GIT_SHA:-unknown}"
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+    $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(0))"
+    nproc
+} >"$WORK/env.txt" 2>&1
+
+probe='
+import torch, cdpkd.ops as ops
+g = torch.Generator(device="cuda").manual_seed(0)
+f1, f2 = (torch.randn(2, 16, 64, 48, device="cuda", generator=g) for _ in range(2))
+torch.testing.assert_close(ops.correlation(f1, f2, 4, 2, backend="triton"), ops.correlation(f1, f2, 4, 2, backend="reference"))
+d = torch.randn(2, 2, 64, 48, device="cuda", generator=g)
+torch.testing.assert_close(ops.warp(f1, d, backend="triton"), ops.warp(f1, d, backend="reference"))
+print("triton kernels agree with the reference")
+'
+step triton_probe 120 $PY -c "$probe"
+if ! grep -q "agree" "$WORK/triton_probe.log"; then
+    export CDPKD_OPS_BACKEND=reference
+    echo "triton probe failed: later steps use CDPKD_OPS_BACKEND=reference" | tee -a "$WORK/steps.txt"
+fi
+
+pytest_args=(-q -o addopts= -p no:cacheprovider -W ignore::UserWarning)
+step gpu_tests_ops 180 $PY -m pytest "${pytest_args[@]}" --junitxml="$WORK/gpu_tests_ops.xml" \
+    tests/test_ops_triton.py tests/test_ops_correlation.py tests/test_ops_warp.py -k "not interpreter_suite"
+step gpu_tests_marked 120 $PY -m pytest "${pytest_args[@]}" --junitxml="$WORK/gpu_tests_marked.xml" \
+    -m gpu tests/test_efficiency.py tests/test_train.py
+step efficiency_cpu_profile 150 $PY benchmarks/efficiency.py --profile cpu --gpu on --cpu-timing off \
+    --repeats 10 --out "$WORK"
+step training_paper 200 $PY benchmarks/training.py --profile paper --steps 40 --pairs 32 --device cuda --out "$WORK"
+step efficiency_paper_profile 150 $PY benchmarks/efficiency.py --profile paper --gpu on --cpu-timing off \
+    --repeats 10 --out "$WORK"
+step ops 120 $PY benchmarks/ops.py --device cuda --out "$WORK/ops_cuda.json"
+echo "done $(date -u +%FT%TZ)" >>"$WORK/steps.txt"
+pack
