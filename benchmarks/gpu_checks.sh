@@ -66,7 +66,7 @@ if ! grep -q "agree" "$WORK/triton_probe.log"; then
 fi
 
 pytest_args=(-q -o addopts= -p no:cacheprovider -W ignore::UserWarning)
-step gpu_tests_ops 180 $PY -m pytest "${pytest_args[@]}" --junitxml="$WORK/gpu_tests_ops.xml" \
+step gpu_tests_ops 150 $PY -m pytest "${pytest_args[@]}" --junitxml="$WORK/gpu_tests_ops.xml" \
     tests/test_ops_triton.py tests/test_ops_correlation.py tests/test_ops_warp.py -k "not interpreter_suite"
 step gpu_tests_marked 120 $PY -m pytest "${pytest_args[@]}" --junitxml="$WORK/gpu_tests_marked.xml" \
     -m gpu tests/test_efficiency.py tests/test_train.py

@@ -90,9 +90,11 @@ def test_measure_efficiency_on_gpu():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     pre, post = _pair(256, 64)
-    table = measure_efficiency(pre, post, {"usenet": build_model("usenet_smoke")}, repeats=2, gpu=True,
-                               cpu_timing=False)
+    model = build_model("usenet_smoke")
+    table = measure_efficiency(pre, post, {"usenet": model}, repeats=2, gpu=True, cpu_timing=False)
     assert table[["latency_cpu_ms", "peak_mem_cpu_mb"]].isna().all().all()
+    on_cpu = measure_efficiency(pre, post, {"usenet": model}, repeats=1, gpu=False)
+    assert table.loc["usenet", "gflops"] == pytest.approx(on_cpu.loc["usenet", "gflops"])  # counted on the GPU
     for column in (
         "latency_gpu_fp32_ms",
         "latency_gpu_bf16_ms",

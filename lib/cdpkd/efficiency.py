@@ -29,6 +29,7 @@ import gc
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,20 @@ def _gpu_peak_mb(call: Callable[[], None], device: torch.device) -> float:
     return (torch.cuda.max_memory_allocated(device) - base) / 2**20
 
 
+def _count_flops(
+    rows: dict[str, dict[str, float]],
+    calls: Mapping[str, Callable[[], Any]],
+    networks: Mapping[str, nn.Module],
+    trackers: Mapping[str, Tracker],
+) -> None:
+    """``rows[name]["gflops"]`` of one call of each method (NaN where its work is outside PyTorch)."""
+    for name, call in calls.items():
+        counted = name in networks or trackers[name].flops_counted
+        with FlopCounterMode(display=False) as counter:
+            call()
+        rows[name]["gflops"] = counter.get_total_flops() / 1e9 if counted else float("nan")
+
+
 # ----------------------------------------------------------------------------- the table
 def measure_efficiency(
     pre: np.ndarray,
@@ -196,7 +211,8 @@ def measure_efficiency(
         gpu: measure on CUDA too (None: when available).
         cpu_timing: measure CPU latency and peak memory; False leaves them NaN (e.g. on a
             lent GPU machine, whose CPU is not the one the CPU columns are meant for).
-            FLOPs are always counted on the CPU.
+            FLOPs are counted on the CPU, or, with ``cpu_timing=False`` and a GPU, on the GPU
+            (the same count, without a slow CPU pass; CPU-only trackers then get NaN).
 
     Returns:
         One row per method (index ``method``), columns as in the module docstring.
@@ -219,22 +235,22 @@ def measure_efficiency(
     }
     rows.update({name: {"params": 0.0} for name in trackers})
 
-    cpu = torch.device("cpu")
-    with _threads(threads):
-        calls = _callables(networks, trackers, cpu, "fp32", tile, overlap, guided)
-        for name, fn in calls.items():
-            counted = name in networks or trackers[name].flops_counted
-            with FlopCounterMode(display=False) as counter:
-                fn(pre, post)
-            rows[name]["gflops"] = counter.get_total_flops() / 1e9 if counted else nan
-        for name in rows:
-            rows[name]["peak_mem_cpu_mb"] = rows[name]["latency_cpu_ms"] = nan
-        if cpu_timing:
-            for name, fn in calls.items():
-                rows[name]["peak_mem_cpu_mb"] = peak_rss_rise_mb(lambda fn=fn: fn(pre, post))
-            timed = round_robin_ms({name: (lambda fn=fn: fn(pre, post)) for name, fn in calls.items()}, repeats)
-            for name, ms in timed.items():
-                rows[name]["latency_cpu_ms"] = ms
+    # FLOPs are the same on either device (the correlation op carries one formula for both
+    # backends); without CPU timing on a GPU run, they are counted on the GPU: no slow CPU pass
+    count_on_gpu = use_gpu and not cpu_timing
+    for name in rows:
+        rows[name]["peak_mem_cpu_mb"] = rows[name]["latency_cpu_ms"] = nan
+    if cpu_timing or not count_on_gpu:
+        with _threads(threads):
+            calls = _callables(networks, trackers, torch.device("cpu"), "fp32", tile, overlap, guided)
+            if not count_on_gpu:
+                _count_flops(rows, {name: partial(fn, pre, post) for name, fn in calls.items()}, networks, trackers)
+            if cpu_timing:
+                for name, fn in calls.items():
+                    rows[name]["peak_mem_cpu_mb"] = peak_rss_rise_mb(lambda fn=fn: fn(pre, post))
+                timed = round_robin_ms({name: (lambda fn=fn: fn(pre, post)) for name, fn in calls.items()}, repeats)
+                for name, ms in timed.items():
+                    rows[name]["latency_cpu_ms"] = ms
 
     for precision in PRECISIONS:
         for name in rows:
@@ -244,9 +260,12 @@ def measure_efficiency(
             continue
         cuda = torch.device("cuda")
         calls = _callables(networks, trackers, cuda, precision, tile, overlap, guided)
-        bound = {
-            name: _bound(fn, cuda, _inputs(pre, post, cuda, name, trackers)) for name, fn in calls.items()
-        }
+        inputs = {name: _inputs(pre, post, cuda, name, trackers) for name in calls}
+        if count_on_gpu and precision == "fp32":
+            _count_flops(rows, {name: partial(fn, *inputs[name]) for name, fn in calls.items()}, networks, trackers)
+            for name in rows:  # CPU-only methods (GLUE) were not run: their FLOPs are not counted either
+                rows[name].setdefault("gflops", nan)
+        bound = {name: _bound(fn, cuda, inputs[name]) for name, fn in calls.items()}
         for name, call in bound.items():
             call()  # warm-up (kernel selection, Triton compilation) outside the peak measurement
             rows[name][f"peak_mem_gpu_{precision}_mb"] = _gpu_peak_mb(call, cuda)
