@@ -30,6 +30,7 @@ fi
 step() {  # step <name> <seconds> <command...>: run, time-box, log to <work>/<name>.log, record the exit code
     local name=$1 limit=$2
     shift 2
+    if [[ -n "${STEPS:-}" && " $STEPS " != *" $name "* ]]; then return; fi  # STEPS="a b": only those
     local start=$SECONDS
     timeout --kill-after=10 "$limit" "$@" >"$WORK/$name.log" 2>&1
     local rc=$?
@@ -54,9 +55,11 @@ probe='
 import torch, cdpkd.ops as ops
 g = torch.Generator(device="cuda").manual_seed(0)
 f1, f2 = (torch.randn(2, 16, 64, 48, device="cuda", generator=g) for _ in range(2))
-torch.testing.assert_close(ops.correlation(f1, f2, 4, 2, backend="triton"), ops.correlation(f1, f2, 4, 2, backend="reference"))
+# tolerances of fp32 work done in another order (the kernel tests: tests/test_ops_triton.py)
+tol = dict(atol=1e-4, rtol=1e-3)
+torch.testing.assert_close(ops.correlation(f1, f2, 4, 2, backend="triton"), ops.correlation(f1, f2, 4, 2, backend="reference"), **tol)
 d = torch.randn(2, 2, 64, 48, device="cuda", generator=g)
-torch.testing.assert_close(ops.warp(f1, d, backend="triton"), ops.warp(f1, d, backend="reference"))
+torch.testing.assert_close(ops.warp(f1, d, backend="triton"), ops.warp(f1, d, backend="reference"), **tol)
 print("triton kernels agree with the reference")
 '
 step triton_probe 120 $PY -c "$probe"
