@@ -11,7 +11,7 @@ for ``--steps`` steps each, and reads the seconds per step the training loop log
 speed is the median over its records after the first (the first holds the warm-up: kernel
 selection, Triton compilation). Projections: the profile's steps x that median per stage and in
 total (validation and checkpoints not included), and ``n_train`` x seconds per pair for the
-training set. A few steps train nothing: this measures speed, not quality. Writes
+training set: an upper bound, since the workers' start is spread over only ``--pairs`` pairs. A few steps train nothing: this measures speed, not quality. Writes
 ``training_<profile>_<device>.json`` with the provenance (device, library versions, git SHA, date).
 """
 

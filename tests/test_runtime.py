@@ -1,5 +1,7 @@
 """Provenance helpers: the git SHA a result records."""
 
+from pathlib import Path
+
 
 def test_git_sha_is_dirty_for_code_changes_not_for_pipeline_outputs(tmp_path, monkeypatch):
     import subprocess
@@ -16,6 +18,7 @@ def test_git_sha_is_dirty_for_code_changes_not_for_pipeline_outputs(tmp_path, mo
     git("add", "-A")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
     monkeypatch.setattr(runtime, "REPO_ROOT", tmp_path)
+    monkeypatch.delenv("CDPKD_GIT_SHA", raising=False)
 
     def sha():
         runtime.git_sha.cache_clear()
@@ -31,7 +34,7 @@ def test_git_sha_is_dirty_for_code_changes_not_for_pipeline_outputs(tmp_path, mo
     runtime.git_sha.cache_clear()
 
 
-def test_git_sha_outside_a_checkout_comes_from_the_environment_or_is_unknown(tmp_path, monkeypatch):
+def test_git_sha_named_by_the_environment_wins_else_unknown_outside_a_checkout(tmp_path, monkeypatch):
     from cdpkd import runtime
 
     monkeypatch.setattr(runtime, "REPO_ROOT", tmp_path)  # no .git here
@@ -42,5 +45,8 @@ def test_git_sha_outside_a_checkout_comes_from_the_environment_or_is_unknown(tmp
         monkeypatch.setenv("CDPKD_GIT_SHA", "0123abc")
         runtime.git_sha.cache_clear()
         assert runtime.git_sha() == "0123abc"
+        monkeypatch.setattr(runtime, "REPO_ROOT", Path(__file__).resolve().parents[1])  # a checkout
+        runtime.git_sha.cache_clear()
+        assert runtime.git_sha() == "0123abc", "the vouched commit wins over the copy's own .git"
     finally:
         runtime.git_sha.cache_clear()

@@ -44,10 +44,14 @@ def git_sha(short: bool = False) -> str:
 
     Changes under :data:`OUTPUT_PATHS` do not count: they are what the pipeline writes
     (a full run rewrites results of earlier notebooks before the later ones start), not
-    code. Outside a git checkout: the environment variable ``CDPKD_GIT_SHA`` when set (a copy
-    of a known commit without its ``.git``, e.g. the tree sent to a lent GPU machine, whose
-    sender vouches that it is that commit), else ``"unknown"`` (e.g. an installed wheel).
+    code. The environment variable ``CDPKD_GIT_SHA``, when set, is returned as is: it names the
+    commit of a copied tree whose sender vouches for it (e.g. the tree sent to a lent GPU
+    machine, whose ``.git``, if it comes along, may be an older one than its files). Outside a
+    git checkout and without it: ``"unknown"`` (e.g. an installed wheel).
     """
+    vouched = os.environ.get("CDPKD_GIT_SHA", "").strip()
+    if vouched:
+        return vouched
     try:
         args = ["git", "-C", str(REPO_ROOT), "rev-parse"] + (["--short"] if short else []) + ["HEAD"]
         sha = subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip()
@@ -60,7 +64,7 @@ def git_sha(short: bool = False) -> str:
         ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("CDPKD_GIT_SHA", "").strip() or "unknown"
+        return "unknown"
 
 
 def cpu_description() -> str:
