@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -174,13 +175,15 @@ def train_unsupervised(
     profile: str = "default",
     device: str | torch.device | None = None,
     init_model: str | os.PathLike | None = None,
+    hooks: Sequence[Any] = (),
 ) -> tuple[nn.Module, History]:
     """Train ``recipe.model`` with the unsupervised loss; resumes from checkpoints in ``run_dir``.
 
     ``init_model``: a saved model (``model.pt``) to start from: the recipe's configuration, or
     another one with exactly the same parameters (names and shapes), e.g. the same network with
     other pyramid strides (``full_res_levels``), whose trained weights then carry over, or the
-    same network without the recipe's refinement head (:func:`load_start`).
+    same network without the recipe's refinement head (:func:`load_start`). ``hooks``: training
+    hooks passed to :func:`cdpkd.train.fit` (e.g. a profiler around one step).
     """
     train_path = Path(train_path)
     train_idx, val_idx = _split(train_path, recipe.val_pairs)
@@ -200,7 +203,8 @@ def train_unsupervised(
         if val_fn is None:
             raise ValueError("keep_best needs validation pairs (val_pairs > 0)")
         val_fn = keeping_best(val_fn, best)
-    history = fit(model, dataset, loss_fn, recipe.fit_config(profile), run_dir, val_fn=val_fn, device=device)
+    history = fit(model, dataset, loss_fn, recipe.fit_config(profile), run_dir, val_fn=val_fn, device=device,
+                  hooks=hooks)
     if recipe.keep_best and best.is_file():
         model.load_state_dict(load_model(best).state_dict())
     return model, history
