@@ -2,7 +2,7 @@
 
     python benchmarks/efficiency.py [--profile cpu] [--samples 2048] [--lines 256] [--repeats 5]
                                     [--threads 2] [--gpu auto|on|off] [--cpu-timing on|off]
-                                    [--tiles guided|plain | --whole-frame]
+                                    [--tiles guided|plain | --whole-frame] [--tiles-per-batch 16]
                                     [--out benchmarks/results]
 
 Parameters, FLOPs, peak memory and latency depend on the architecture, not on
@@ -78,9 +78,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="CPU latency and peak memory (off: GPU columns only, e.g. on a lent GPU machine)")
     parser.add_argument("--tiles", choices=("guided", "plain"), default=None,
                         help="guided or plain tiles (default: the notebooks' guided_tiles under --profile)")
+    parser.add_argument("--tiles-per-batch", type=int, default=16,
+                        help="tiles per forward (16: the notebooks'; more: fewer, larger GPU launches)")
     parser.add_argument("--whole-frame", action="store_true", help="one forward per frame instead of tiles")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
+    if args.tiles_per_batch < 1:
+        parser.error("--tiles-per-batch must be >= 1")
     if args.whole_frame and args.tiles:
         parser.error("--tiles and --whole-frame exclude each other")
 
@@ -108,10 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         gpu=gpu,
         cpu_timing=args.cpu_timing == "on",
+        tiles_per_batch=args.tiles_per_batch,
     )
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     slug = re.sub(r"[^a-z0-9]+", "-", device_description().lower()).strip("-")
     mode = "_whole-frame" if args.whole_frame else ("" if guided else "_plain-tiles")
+    if args.tiles_per_batch != 16 and not args.whole_frame:
+        mode += f"_batch{args.tiles_per_batch}"
     path = args.out / f"efficiency_{args.profile}{mode}_{slug}.json"
     write_json(
         path,
@@ -126,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             **settings,
             "tile": list(tile) if tile else None,
             "guided_tiles": guided,
+            "tiles_per_batch": None if args.whole_frame else args.tiles_per_batch,
             "ops_backends": describe_backends(),  # "last": what the correlation / warp ops ran last (GPU pass)
             "methods": {
                 k: {c: (None if v != v else float(v)) for c, v in row.items()} for k, row in table.iterrows()

@@ -14,7 +14,8 @@
 #   2. GPU tests: the Triton kernels against the PyTorch reference at real shapes, gpu-marked tests;
 #   3. where the time goes: torch.profiler tables of one frame and one training step for the cpu
 #      profile's teacher and student (benchmarks/torch_profile.py);
-#   4. efficiency (benchmarks/efficiency.py, GPU columns) for the cpu profile's architectures;
+#   4. efficiency (benchmarks/efficiency.py, GPU columns) for the cpu profile's architectures, as the
+#      notebooks run them (16 tiles per forward), with all tiles in one forward, and whole-frame;
 #   5. training throughput of the paper profile's teacher stages (benchmarks/training.py);
 #   6. efficiency for the paper profile's architectures, then its torch.profiler tables;
 #   7. correlation / warp op benchmark (benchmarks/ops.py).
@@ -78,6 +79,11 @@ step gpu_tests_marked 120 $PY -m pytest "${pytest_args[@]}" --junitxml="$WORK/gp
 step torch_profile_cpu_profile 150 $PY benchmarks/torch_profile.py --profile cpu --device cuda --out "$WORK"
 step efficiency_cpu_profile 150 $PY benchmarks/efficiency.py --profile cpu --gpu on --cpu-timing off \
     --repeats 10 --out "$WORK"
+# the same with every tile in one forward, and in one forward on the whole frame: launches or arithmetic?
+step efficiency_cpu_profile_batch128 150 $PY benchmarks/efficiency.py --profile cpu --gpu on --cpu-timing off \
+    --repeats 10 --tiles-per-batch 128 --out "$WORK"
+step efficiency_cpu_profile_whole_frame 120 $PY benchmarks/efficiency.py --profile cpu --gpu on --cpu-timing off \
+    --repeats 10 --whole-frame --out "$WORK"
 step training_paper 200 $PY benchmarks/training.py --profile paper --steps 40 --pairs 32 --device cuda --out "$WORK"
 step efficiency_paper_profile 150 $PY benchmarks/efficiency.py --profile paper --gpu on --cpu-timing off \
     --repeats 10 --out "$WORK"

@@ -143,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but CUDA is not available")
-    name = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
-    device = torch.device(name)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(args.device)
 
     networks, crop, settings = networks_of(args.profile)
     guided = bool(resolved_parameters(args.profile, NOTEBOOK_DIR / "04_ablations.ipynb")["guided_tiles"])

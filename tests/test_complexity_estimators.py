@@ -195,3 +195,17 @@ def test_network_costs_measures_each_network_in_turn():
     assert guided["big"]["flops"] == tiled["big"]["flops"] + costs["big"]["flops"], "guided: one whole-frame pass more"
     with pytest.raises(ValueError, match="repeats"):
         network_costs({"big": big}, pre, post, repeats=0)
+
+
+def test_tiles_per_batch_changes_the_batching_not_the_estimate():
+    rng = np.random.default_rng(1)
+    pre = rng.standard_normal((192, 48)).astype(np.float32)
+    post = np.roll(pre, 2, axis=0)
+    model = build_model("umen_teacher_smoke", seed=0)
+    outputs = [network_estimator(model, "cpu", tile=(64, 32), guided=True, tiles_per_batch=n)(pre, post)
+               for n in (1, 3, 64)]
+    for other in outputs[1:]:
+        np.testing.assert_allclose(other, outputs[0], rtol=1e-5, atol=1e-5)
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match="tiles_per_batch"):
+            network_estimator(model, "cpu", tile=(64, 32), tiles_per_batch=bad)

@@ -105,11 +105,13 @@ def _callables(
     tile: tuple[int, int] | None,
     overlap: float,
     guided: bool,
+    tiles_per_batch: int = 16,
 ) -> dict[str, Callable[[Any, Any], Any]]:
     """``{name: (pre, post) -> displacement}`` of every method that runs on ``device`` in ``precision``."""
     out: dict[str, Callable[[Any, Any], Any]] = {}
     for name, model in networks.items():
-        estimate = network_estimator(model, device, tile=tile, overlap=overlap, guided=guided)
+        estimate = network_estimator(model, device, tile=tile, overlap=overlap, guided=guided,
+                                     tiles_per_batch=tiles_per_batch)
         if precision == "bf16":
             out[name] = _autocast(estimate, device)
         else:
@@ -198,13 +200,15 @@ def measure_efficiency(
     threads: int | None = 2,
     gpu: bool | None = None,
     cpu_timing: bool = True,
+    tiles_per_batch: int = 16,
 ) -> pd.DataFrame:
     """Parameters, FLOPs, peak memory and latency of one call of every method on the pair (``pre``, ``post``).
 
     Args:
         pre, post: H x W RF frames (the efficiency table uses a 2048 x 256 pair).
         networks: ``{name: displacement network}`` (run via :func:`cdpkd.estimators.network_estimator`,
-            on ``tile``-sized tiles when given, ``guided`` or not). They are left on the CPU.
+            on ``tile``-sized tiles when given, ``guided`` or not, ``tiles_per_batch`` tiles per
+            forward). They are left on the CPU.
         trackers: ``{name: Tracker}``.
         repeats: timed calls per method and device (after one warm-up round).
         threads: intra-op threads on the CPU (None: leave torch's setting).
@@ -242,7 +246,7 @@ def measure_efficiency(
         rows[name]["peak_mem_cpu_mb"] = rows[name]["latency_cpu_ms"] = nan
     if cpu_timing or not count_on_gpu:
         with _threads(threads):
-            calls = _callables(networks, trackers, torch.device("cpu"), "fp32", tile, overlap, guided)
+            calls = _callables(networks, trackers, torch.device("cpu"), "fp32", tile, overlap, guided, tiles_per_batch)
             if not count_on_gpu:
                 _count_flops(rows, {name: partial(fn, pre, post) for name, fn in calls.items()}, networks, trackers)
             if cpu_timing:
@@ -259,7 +263,7 @@ def measure_efficiency(
         if not use_gpu:
             continue
         cuda = torch.device("cuda")
-        calls = _callables(networks, trackers, cuda, precision, tile, overlap, guided)
+        calls = _callables(networks, trackers, cuda, precision, tile, overlap, guided, tiles_per_batch)
         inputs = {name: _inputs(pre, post, cuda, name, trackers) for name in calls}
         if count_on_gpu and precision == "fp32":
             _count_flops(rows, {name: partial(fn, *inputs[name]) for name, fn in calls.items()}, networks, trackers)

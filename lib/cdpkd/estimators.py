@@ -83,7 +83,8 @@ def network_estimator(
             trained with (its coarse levels and padding behave differently on much
             larger inputs). ``None``: one forward on the whole frame.
         overlap: minimum overlap of neighbouring tiles, as a fraction of the tile.
-        tiles_per_batch: tiles per forward pass.
+        tiles_per_batch: tiles per forward pass (more: fewer, larger launches on a GPU; more
+            memory). Outputs do not depend on it beyond float rounding.
         guided: (tiles only) first estimate the whole frame in one forward, then shift each
             tile's post crop axially to just below that estimate's smallest displacement in
             the tile (:func:`_tile_shift`) and add the shift back to the tile's output. The
@@ -103,6 +104,8 @@ def network_estimator(
         raise ValueError(f"tile must be (samples, lines) >= 1, got {tile!r}")
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    if not isinstance(tiles_per_batch, int) or tiles_per_batch < 1:
+        raise ValueError(f"tiles_per_batch must be an integer >= 1, got {tiles_per_batch!r}")
     if not 0.0 <= guide_quantile <= 1.0:
         raise ValueError(f"guide_quantile must be in [0, 1], got {guide_quantile}")
 
