@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -358,6 +359,54 @@ def test_search_window_is_small_for_smooth_fields():
     jump[0, 0, 0, 0] = 5.0  # one pixel samples 5 rows down, where e = 0: dev = 5
     jump[0, 1, 7, 0] = 5.0
     assert search_window(jump, "zeros")[2:] == (8, 6)  # 13 x 13 capped to the image
+
+
+def _window_by_definition(disp: np.ndarray, border: bool) -> tuple[float, float]:
+    """dev per axis from the module docstring's definition, pixel by pixel (small fields only)."""
+    n, _, h, w = disp.shape
+    dev = [0.0, 0.0]
+    for b in range(n):
+        for y in range(h):
+            for x in range(w):
+                pos = [y + (disp[b, 0, y, x] if h > 1 else 0.0), x + (disp[b, 1, y, x] if w > 1 else 0.0)]
+                if border:
+                    pos = [min(max(pos[0], 0.0), h - 1.0), min(max(pos[1], 0.0), w - 1.0)]
+                e_q = (pos[0] - y, pos[1] - x)
+                y0 = int(np.floor(min(max(pos[0], -2.0), h + 1.0)))
+                x0 = int(np.floor(min(max(pos[1], -2.0), w + 1.0)))
+                for ty, tx in ((y0, x0), (y0, x0 + 1), (y0 + 1, x0), (y0 + 1, x0 + 1)):
+                    if 0 <= ty < h and 0 <= tx < w:
+                        t_pos = [ty + (disp[b, 0, ty, tx] if h > 1 else 0.0), tx + (disp[b, 1, ty, tx] if w > 1 else 0.0)]
+                        if border:
+                            t_pos = [min(max(t_pos[0], 0.0), h - 1.0), min(max(t_pos[1], 0.0), w - 1.0)]
+                        dev[0] = max(dev[0], abs(e_q[0] - (t_pos[0] - ty)))
+                        dev[1] = max(dev[1], abs(e_q[1] - (t_pos[1] - tx)))
+    return dev[0], dev[1]
+
+
+@pytest.mark.parametrize("padding", ["zeros", "border"])
+def test_search_window_matches_its_definition(padding):
+    if not HAS_TRITON:
+        pytest.skip("triton cannot be imported")
+    from cdpkd.ops.warp_triton import _MARGIN, search_window
+
+    g = torch.Generator().manual_seed(3)
+    for n, h, w, scale in ((1, 7, 5, 0.3), (2, 9, 6, 2.0), (1, 1, 8, 4.0), (2, 6, 1, 9.0), (1, 12, 10, 25.0)):
+        disp = torch.randn(n, 2, h, w, generator=g) * scale
+        ry, rx, wy, wx = search_window(disp, padding)
+        dev_y, dev_x = _window_by_definition(disp.double().numpy(), padding == "border")
+        assert ry - _MARGIN == pytest.approx(dev_y, abs=1e-4) and rx - _MARGIN == pytest.approx(dev_x, abs=1e-4)
+        assert (wy, wx) == (min(int(np.floor(2 * ry)) + 3, h), min(int(np.floor(2 * rx)) + 3, w))
+    # every tap of an all-NaN field is "outside": the window must not silently stay 3 x 3
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        search_window(torch.full((1, 2, 4, 4), float("nan")), padding)
+    far = torch.zeros(1, 2, 4, 4)
+    far[0, 0, 1, 1] = float("inf")
+    if padding == "zeros":
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            search_window(far, padding)
+    else:  # border clamps the position into the image: a finite window
+        assert search_window(far, padding)[2] <= 4
 
 
 @pytest.mark.filterwarnings("ignore:TRITON_DEFAULT_FP_FUSION")
