@@ -69,3 +69,21 @@ def test_benchmark_refuses_tiles_with_whole_frame(capsys):
     with pytest.raises(SystemExit):
         module.main(["--tiles", "plain", "--whole-frame"])
     assert "exclude each other" in capsys.readouterr().err
+
+
+def test_benchmark_can_round_the_students_widths_within_the_budget():
+    from cdpkd.compress import ChannelMap
+
+    module = _benchmark_module()
+    networks, _, settings = module.networks_of("cpu", multiple_of=16)
+    teacher_widths = ChannelMap.from_model(networks["teacher"]).widths()
+    student = networks["student, widths multiple of 16"]
+    floor = module.load_profile("cpu").common["min_channels"]
+    widths = ChannelMap.from_model(student).widths()
+    for name, width in widths.items():  # rounded, unless kept whole or at the floor
+        assert width % 16 == 0 or width in (teacher_widths[name], floor), (name, width)
+    assert sum(w % 16 == 0 for w in widths.values()) > len(widths) // 2
+    fractions = settings["student_fractions_at_crop"]
+    assert fractions["params_fraction"] <= settings["budget"]["params_fraction"] + 1e-9
+    assert fractions["flops_fraction"] <= settings["budget"]["flops_fraction"] + 1e-9
+    assert settings["student_width_multiple"] == 16

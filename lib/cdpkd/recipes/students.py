@@ -231,9 +231,12 @@ class CDPKDRecipe(StudentTraining):
 
 # ----------------------------------------------------------------------------- one-shot pruning
 def one_shot_prune(
-    teacher: nn.Module, budget: StudentBudget, crop: tuple[int, int], criterion: str = "l1"
+    teacher: nn.Module, budget: StudentBudget, crop: tuple[int, int], criterion: str = "l1", multiple_of: int = 1
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Prune ``teacher`` once to ``budget``; returns (pruned copy, report of kept channels and fractions)."""
+    """Prune ``teacher`` once to ``budget``; returns (pruned copy, report of kept channels and fractions).
+
+    ``multiple_of``: keep channel counts that are multiples of this (hardware-friendly widths;
+    :func:`~cdpkd.compress.joint_keep_counts`), still within the budget."""
     teacher = teacher.to("cpu")
     cmap = ChannelMap.from_model(teacher)
     h, w = crop
@@ -245,6 +248,7 @@ def one_shot_prune(
         flops_fraction=budget.flops_fraction,
         params_fraction=budget.params_fraction,
         min_channels=budget.min_channels,
+        multiple_of=multiple_of,
     )
     masks = select_counts(importance_scores(teacher, criterion, channel_map=cmap), keep)
     student, _ = hard_prune(teacher, masks, channel_map=cmap)
