@@ -52,8 +52,8 @@ def networks_of(profile_name: str, multiple_of: int = 1) -> tuple[dict[str, torc
     teacher_recipe = teacher_stage_recipes(resolved_parameters(profile_name, NOTEBOOK_DIR / "01_teacher.ipynb"))[-1]
     crop = teacher_recipe.crop
     teacher = build_model(teacher_recipe.model_config(), seed=0)
-    budget = StudentBudget(common["params_fraction"], common["flops_fraction"], common["min_channels"])
-    student, report = one_shot_prune(teacher, budget, crop, multiple_of=multiple_of)
+    budget = StudentBudget(common["params_fraction"], common["flops_fraction"], common["min_channels"], multiple_of)
+    student, report = one_shot_prune(teacher, budget, crop)
     label = "dpnet / cdp_kdnet (pruned widths)" if multiple_of == 1 else f"student, widths multiple of {multiple_of}"
     networks = {"teacher": teacher, label: student}
     for name in common.get("baselines", []):

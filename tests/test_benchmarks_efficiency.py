@@ -24,8 +24,9 @@ def _benchmark_module():
     return module
 
 
-def test_pruned_widths_depend_on_the_budget_only():
-    budget = StudentBudget(0.4, 0.5, 2)
+@pytest.mark.parametrize("multiple_of", [1, 4])
+def test_pruned_widths_depend_on_the_budget_only(multiple_of):
+    budget = StudentBudget(0.4, 0.5, 2, multiple_of)
     a, _ = one_shot_prune(build_model("umen_teacher_smoke", seed=0), budget, CROP)
     b, _ = one_shot_prune(build_model("umen_teacher_smoke", seed=1), budget, CROP, criterion="l2")
     widths = ChannelMap.from_model(a).widths()
@@ -39,9 +40,13 @@ def test_pruned_widths_depend_on_the_budget_only():
         height=CROP[0],
         width=CROP[1],
         min_channels=budget.min_channels,
+        multiple_of=budget.multiple_of,
     )
     final = dynamic._keep_at(1.0)  # where CDP-KDNet's ramp ends
     assert final == {name: widths[name] for name in final}
+    if multiple_of > 1:
+        full = ChannelMap.from_model(build_model("umen_teacher_smoke", seed=0)).widths()
+        assert all(w % multiple_of == 0 or w in (full[n], budget.min_channels) for n, w in widths.items())
 
 
 def test_benchmark_builds_the_profile_networks_at_the_budget():

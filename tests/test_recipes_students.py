@@ -121,6 +121,17 @@ def test_one_shot_prune_meets_the_joint_budget(budget):
     assert all(c["student"] <= c["teacher"] for c in report["channels"].values())
 
 
+def test_width_multiple_enters_the_cache_key_only_when_set():
+    plain = DPNetRecipe(budget=BUDGET, steps=5)
+    assert set(plain.cache_dict()["budget"]) == {"params_fraction", "flops_fraction", "min_channels"}
+    assert plain.to_dict()["budget"]["multiple_of"] == 1  # still recorded in full
+    rounded = DPNetRecipe(budget={**plain.to_dict()["budget"], "multiple_of": 8}, steps=5)
+    assert rounded.cache_dict()["budget"]["multiple_of"] == 8
+    for bad in (0, 2.0, True):
+        with pytest.raises(ValueError, match="multiple_of"):
+            StudentBudget(0.4, 0.5, 2, bad)
+
+
 def test_budget_and_recipe_bad_settings():
     with pytest.raises(ValueError, match="params_fraction"):
         StudentBudget(None, None)

@@ -91,6 +91,9 @@ class StudentBudget:
     params_fraction: float | None = 0.40
     flops_fraction: float | None = 0.50
     min_channels: int = 4
+    # kept channel counts rounded to multiples of this (within the budget): narrow layers with
+    # odd counts run slowly (README, CPU benchmarks); 1 = no rounding (and no cache-key entry)
+    multiple_of: int = 1
 
     def __post_init__(self) -> None:
         if self.params_fraction is None and self.flops_fraction is None:
@@ -103,6 +106,8 @@ class StudentBudget:
             raise ValueError(
                 f"StudentBudget: min_channels must be an integer >= 1, got {self.min_channels!r}"
             )
+        if isinstance(self.multiple_of, bool) or not isinstance(self.multiple_of, int) or self.multiple_of < 1:
+            raise ValueError(f"StudentBudget: multiple_of must be an integer >= 1, got {self.multiple_of!r}")
 
 
 @dataclass(kw_only=True)
@@ -127,6 +132,14 @@ class StudentTraining(TrainingSchedule):
             self.budget = StudentBudget(**self.budget)
         super().__post_init__()
         self._check_data_options()
+
+    def cache_dict(self) -> dict[str, Any]:
+        """As :meth:`TrainingSchedule.cache_dict`, without the budget's ``multiple_of`` while it is 1,
+        so the students trained before it existed keep their cache keys."""
+        d = super().cache_dict()
+        if d["budget"].get("multiple_of") == 1:
+            d["budget"].pop("multiple_of")
+        return d
 
 
 @dataclass(kw_only=True)
@@ -231,12 +244,10 @@ class CDPKDRecipe(StudentTraining):
 
 # ----------------------------------------------------------------------------- one-shot pruning
 def one_shot_prune(
-    teacher: nn.Module, budget: StudentBudget, crop: tuple[int, int], criterion: str = "l1", multiple_of: int = 1
+    teacher: nn.Module, budget: StudentBudget, crop: tuple[int, int], criterion: str = "l1"
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Prune ``teacher`` once to ``budget``; returns (pruned copy, report of kept channels and fractions).
-
-    ``multiple_of``: keep channel counts that are multiples of this (hardware-friendly widths;
-    :func:`~cdpkd.compress.joint_keep_counts`), still within the budget."""
+    """Prune ``teacher`` once to ``budget`` (widths rounded to ``budget.multiple_of``); returns
+    (pruned copy, report of kept channels and fractions)."""
     teacher = teacher.to("cpu")
     cmap = ChannelMap.from_model(teacher)
     h, w = crop
@@ -248,7 +259,7 @@ def one_shot_prune(
         flops_fraction=budget.flops_fraction,
         params_fraction=budget.params_fraction,
         min_channels=budget.min_channels,
-        multiple_of=multiple_of,
+        multiple_of=budget.multiple_of,
     )
     masks = select_counts(importance_scores(teacher, criterion, channel_map=cmap), keep)
     student, _ = hard_prune(teacher, masks, channel_map=cmap)
@@ -453,6 +464,7 @@ def train_cdp_kdnet(
         height=recipe.crop[0],
         width=recipe.crop[1],
         min_channels=recipe.budget.min_channels,
+        multiple_of=recipe.budget.multiple_of,
     )
     distiller, features = _distiller(recipe, teacher, student) if recipe.distills else (None, False)
     unsupervised = UnsupervisedLoss(UnsupervisedLossConfig.from_dict(recipe.loss))
