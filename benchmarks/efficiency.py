@@ -44,17 +44,26 @@ from cdpkd.sim import simulate_pair
 from cdpkd.sim.study import simulation_config
 
 
-def networks_of(profile_name: str, multiple_of: int = 1) -> tuple[dict[str, torch.nn.Module], tuple[int, int], dict]:
+def networks_of(
+    profile_name: str, multiple_of: int | None = None
+) -> tuple[dict[str, torch.nn.Module], tuple[int, int], dict]:
     """Teacher, budget-pruned student and budget-sized baselines of a profile (random weights);
-    ``multiple_of`` > 1 rounds the student's widths to multiples of it (not what the profile trains)."""
+    ``multiple_of``: the student's widths rounded to multiples of it (the profile's own
+    ``student_width_multiple`` gives DP-Net's and CDP-KDNet's widths; another value, a
+    student the profile does not train)."""
     common = load_profile(profile_name).common
     # the last stage's architecture: the refinement head, where the profile adds one, is the teacher's
     teacher_recipe = teacher_stage_recipes(resolved_parameters(profile_name, NOTEBOOK_DIR / "01_teacher.ipynb"))[-1]
     crop = teacher_recipe.crop
     teacher = build_model(teacher_recipe.model_config(), seed=0)
-    budget = StudentBudget(common["params_fraction"], common["flops_fraction"], common["min_channels"], multiple_of)
+    students = resolved_parameters(profile_name, NOTEBOOK_DIR / "02_dpnet.ipynb")  # the students' budget
+    profile_multiple = students["student_width_multiple"]
+    multiple_of = profile_multiple if multiple_of is None else multiple_of
+    budget = StudentBudget(students["params_fraction"], students["flops_fraction"], students["min_channels"],
+                           multiple_of)
     student, report = one_shot_prune(teacher, budget, crop)
-    label = "dpnet / cdp_kdnet (pruned widths)" if multiple_of == 1 else f"student, widths multiple of {multiple_of}"
+    label = ("dpnet / cdp_kdnet (pruned widths)" if multiple_of == profile_multiple
+             else f"student, widths multiple of {multiple_of}")
     networks = {"teacher": teacher, label: student}
     for name in common.get("baselines", []):
         overrides, _ = overrides_for_parameters(name, int(budget.params_fraction * count_parameters(teacher)))
@@ -65,6 +74,7 @@ def networks_of(profile_name: str, multiple_of: int = 1) -> tuple[dict[str, torc
         "budget": {"params_fraction": budget.params_fraction, "flops_fraction": budget.flops_fraction},
         "student_fractions_at_crop": {k: report[k] for k in ("params_fraction", "flops_fraction")},
         "student_width_multiple": multiple_of,
+        "profile_width_multiple": profile_multiple,
         "tile": list(crop),
     }
     return networks, crop, settings
@@ -84,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="guided or plain tiles (default: the notebooks' guided_tiles under --profile)")
     parser.add_argument("--tiles-per-batch", type=int, default=16,
                         help="tiles per forward (16: the notebooks'; more: fewer, larger GPU launches)")
-    parser.add_argument("--multiple-of", type=int, default=1,
-                        help="round the student's widths to multiples of this (1: the profile's students)")
+    parser.add_argument("--multiple-of", type=int, default=None,
+                        help="round the student's widths to multiples of this (default: the profile's "
+                             "student_width_multiple)")
     parser.add_argument("--whole-frame", action="store_true", help="one forward per frame instead of tiles")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
@@ -94,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.whole_frame and args.tiles:
         parser.error("--tiles and --whole-frame exclude each other")
 
-    if args.multiple_of < 1:
+    if args.multiple_of is not None and args.multiple_of < 1:
         parser.error("--multiple-of must be >= 1")
     networks, crop, settings = networks_of(args.profile, args.multiple_of)
     if args.tiles is None:
@@ -127,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = "_whole-frame" if args.whole_frame else ("" if guided else "_plain-tiles")
     if args.tiles_per_batch != 16 and not args.whole_frame:
         mode += f"_batch{args.tiles_per_batch}"
-    if args.multiple_of != 1:
+    if args.multiple_of is not None and args.multiple_of != settings["profile_width_multiple"]:
         mode += f"_multiple{args.multiple_of}"
     path = args.out / f"efficiency_{args.profile}{mode}_{slug}.json"
     write_json(

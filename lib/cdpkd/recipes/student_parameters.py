@@ -18,7 +18,8 @@ from .unsupervised import UnsupervisedRecipe
 
 # shared by every student and baseline: budget, crop, batch, validation, data options
 STUDENT_PARAMETERS = (
-    "params_fraction", "flops_fraction", "min_channels", "teacher_crop_samples", "teacher_crop_lines",
+    "params_fraction", "flops_fraction", "min_channels", "student_width_multiple", "teacher_crop_samples",
+    "teacher_crop_lines",
     "student_batch_size", "val_pairs", "student_val_every", "strain_window", "seed", "student_release_fraction",
     "student_axial_offset", "teacher_refine", *TEACHER_PARAMETERS,
 )
@@ -48,12 +49,12 @@ def student_loss(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def student_settings(params: Mapping[str, Any]) -> dict[str, Any]:
     """Fields every student recipe shares: ``budget`` (``params_fraction``, ``flops_fraction``,
-    ``min_channels``), ``crop`` (samples, lines), ``batch_size``, ``loss``, validation, LS
+    ``min_channels``, ``student_width_multiple``), ``crop`` (samples, lines), ``batch_size``, ``loss``, validation, LS
     strain window (samples), ``seed`` and the training-data options."""
     require_parameters(params, STUDENT_PARAMETERS, "student_settings")
     return dict(
         budget=dict(params_fraction=params["params_fraction"], flops_fraction=params["flops_fraction"],
-                    min_channels=params["min_channels"]),
+                    min_channels=params["min_channels"], multiple_of=params["student_width_multiple"]),
         crop=(params["teacher_crop_samples"], params["teacher_crop_lines"]),
         batch_size=params["student_batch_size"], loss=student_loss(params), val_pairs=params["val_pairs"],
         val_every=params["student_val_every"], strain_window=params["strain_window"], seed=params["seed"],
