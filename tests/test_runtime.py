@@ -12,7 +12,8 @@ def test_git_sha_is_dirty_for_code_changes_not_for_pipeline_outputs(tmp_path, mo
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
 
     git("init", "-q")
-    for name in ("lib.py", "results/cpu/01.json", "figures/01.png", "studies/results/x.json"):
+    outputs = ("results/cpu/01.json", "figures/01.png", "studies/results/x.json", "benchmarks/results/b.json")
+    for name in ("lib.py", *outputs):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("0")
     git("add", "-A")
@@ -26,7 +27,7 @@ def test_git_sha_is_dirty_for_code_changes_not_for_pipeline_outputs(tmp_path, mo
 
     clean = sha()
     assert len(clean) == 40 and not clean.endswith("-dirty")
-    for name in ("results/cpu/01.json", "figures/01.png", "studies/results/x.json"):
+    for name in outputs:
         (tmp_path / name).write_text("1")
     assert sha() == clean, "the pipeline's own outputs are not code changes"
     (tmp_path / "lib.py").write_text("1")

@@ -34,17 +34,17 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(int(seed))
 
 
-# the pipeline's own committed outputs (notebook results and figures, study results)
-OUTPUT_PATHS = ("results", "figures", "studies/results")
+# the project's own committed outputs (notebook results and figures, study and benchmark results)
+OUTPUT_PATHS = ("results", "figures", "studies/results", "benchmarks/results")
 
 
 @lru_cache(maxsize=1)
 def git_sha(short: bool = False) -> str:
     """The current commit of the repository (with ``-dirty`` if it has local changes).
 
-    Changes under :data:`OUTPUT_PATHS` do not count: they are what the pipeline writes
-    (a full run rewrites results of earlier notebooks before the later ones start), not
-    code. The environment variable ``CDPKD_GIT_SHA``, when set, is returned as is: it names the
+    Changes under :data:`OUTPUT_PATHS` do not count: they are what the pipeline, the studies
+    and the benchmarks write (a full run rewrites results of earlier notebooks before the
+    later ones start; one benchmark run rewrites a file the next one does not read), not code. The environment variable ``CDPKD_GIT_SHA``, when set, is returned as is: it names the
     commit of a copied tree whose sender vouches for it (e.g. the tree sent to a lent GPU
     machine, whose ``.git``, if it comes along, may be an older one than its files). Outside a
     git checkout and without it: ``"unknown"`` (e.g. an installed wheel).
