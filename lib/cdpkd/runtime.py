@@ -44,10 +44,11 @@ def git_sha(short: bool = False) -> str:
 
     Changes under :data:`OUTPUT_PATHS` do not count: they are what the pipeline, the studies
     and the benchmarks write (a full run rewrites results of earlier notebooks before the
-    later ones start; one benchmark run rewrites a file the next one does not read), not code. The environment variable ``CDPKD_GIT_SHA``, when set, is returned as is: it names the
+    later ones start; one benchmark run rewrites a file the next one does not read), not code.
+    The environment variable ``CDPKD_GIT_SHA``, when set, is returned as is: it names the
     commit of a copied tree whose sender vouches for it (e.g. the tree sent to a lent GPU
-    machine, whose ``.git``, if it comes along, may be an older one than its files). Outside a
-    git checkout and without it: ``"unknown"`` (e.g. an installed wheel).
+    machine, whose ``.git``, if it comes along, may be an older one than its files). Outside
+    a git checkout and without it: ``"unknown"`` (e.g. an installed wheel).
     """
     vouched = os.environ.get("CDPKD_GIT_SHA", "").strip()
     if vouched:
