@@ -18,7 +18,7 @@
 #      notebooks run them (16 tiles per forward), with all tiles in one forward, and whole-frame;
 #   5. training throughput of the paper profile's teacher stages (benchmarks/training.py);
 #   6. efficiency for the paper profile's architectures, then its torch.profiler tables;
-#   7. correlation / warp op benchmark (benchmarks/ops.py).
+#   7. correlation / warp op benchmark (benchmarks/ops.py), fp32, then bf16 at the training shapes.
 set -u
 : "${OUT:?set OUT to the results folder}"
 WORK=$(mktemp -d)
@@ -89,5 +89,7 @@ step efficiency_paper_profile 150 $PY benchmarks/efficiency.py --profile paper -
     --repeats 10 --out "$WORK"
 step torch_profile_paper_profile 150 $PY benchmarks/torch_profile.py --profile paper --device cuda --out "$WORK"
 step ops 120 $PY benchmarks/ops.py --device cuda --out "$WORK/ops_cuda.json"
+# training runs under bf16 autocast, so the ops see bf16 features there
+step ops_bf16 120 $PY benchmarks/ops.py --device cuda --dtype bfloat16 --quick --out "$WORK/ops_cuda_bf16.json"
 echo "done $(date -u +%FT%TZ)" >>"$WORK/steps.txt"
 pack
