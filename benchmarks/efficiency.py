@@ -25,7 +25,6 @@ the settings and the provenance (device, library versions, git SHA, date).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from cdpkd.models.scaling import overrides_for_parameters
 from cdpkd.ops import describe_backends
 from cdpkd.pipeline import NOTEBOOK_DIR, load_profile, resolved_parameters
 from cdpkd.recipes import StudentBudget, one_shot_prune, teacher_stage_recipes
-from cdpkd.runtime import device_description, provenance
+from cdpkd.runtime import device_description, file_slug, provenance
 from cdpkd.sim import simulate_pair
 from cdpkd.sim.study import simulation_config
 
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         tiles_per_batch=args.tiles_per_batch,
     )
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
-    slug = re.sub(r"[^a-z0-9]+", "-", device_description().lower()).strip("-")
+    slug = file_slug(device_description())
     mode = "_whole-frame" if args.whole_frame else ("" if guided else "_plain-tiles")
     if args.tiles_per_batch != 16 and not args.whole_frame:
         mode += f"_batch{args.tiles_per_batch}"

@@ -30,7 +30,7 @@ import torch
 
 import cdpkd.ops as ops
 from cdpkd.atomic import write_json
-from cdpkd.runtime import cpu_description, provenance
+from cdpkd.runtime import cpu_description, file_slug, provenance
 
 TEACHER_CHANNELS = (16, 32, 64, 96, 128, 196)
 FULL_RES_LEVELS = 2
@@ -63,10 +63,6 @@ def peak_bandwidth_gbs(device_name: str) -> float | None:
         if re.search(pattern, device_name, flags=re.IGNORECASE):
             return gbs
     return None
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60]
 
 
 def pyramid(batch: int, h: int, w: int) -> list[tuple[int, int, int, int]]:
@@ -280,7 +276,7 @@ def main(argv: list[str] | None = None) -> Path:
         },
         "results": results,
     }
-    out = args.out or Path(__file__).resolve().parent / "results" / f"ops_{slug(device_name)}.json"
+    out = args.out or Path(__file__).resolve().parent / "results" / f"ops_{file_slug(device_name)}.json"
     write_json(out, report)
     print(f"wrote {out}")
     return out

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 import sys
 import tempfile
 import time
@@ -36,10 +35,10 @@ from cdpkd.ops import describe_backends
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
 from cdpkd.recipes import teacher_stage_recipes
 from cdpkd.recipes.unsupervised import train_unsupervised
-from cdpkd.runtime import cpu_description, device_description, provenance
+from cdpkd.runtime import device_description, file_slug, provenance
 from cdpkd.sim import simulate_pair
 from cdpkd.sim.dataset import ensure_dataset
-from cdpkd.sim.study import simulation_config
+from cdpkd.sim.study import notebook_simulation_config, simulation_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark script
 from efficiency import networks_of  # noqa: E402
@@ -113,11 +112,7 @@ def profile_training(params: dict[str, Any], profile_name: str, device: torch.de
     recipe = teacher_stage_recipes(params)[-1]
     recipe = dataclasses.replace(recipe, steps=PROFILED_STEP + 1, val_every=None, val_pairs=0, keep_best=False,
                                  warmup_steps=1, init_from=None)
-    config = simulation_config(
-        n_samples=params["n_samples"], n_lines=params["n_lines"], fs_mhz=params["fs_mhz"], fc_mhz=params["fc_mhz"],
-        pitch_mm=params["pitch_mm"], snr_db=params["snr_db"], strain_min=params["strain_min"],
-        strain_max=params["strain_max"],
-    )
+    config = notebook_simulation_config(params)
     hook = StepProfiler(PROFILED_STEP, device.type == "cuda")
     with tempfile.TemporaryDirectory() as tmp:
         pairs = recipe.batch_size
@@ -161,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     runs["training step: teacher, last stage"] = profile_training(params, args.profile, device, args.rows)
     print(f"training step: {runs['training step: teacher, last stage']['wall_ms']:.1f} ms")
 
-    used = device_description() if device.type == "cuda" else "cpu: " + cpu_description()
-    slug = re.sub(r"[^a-z0-9]+", "-", used.lower()).strip("-")
+    used = device_description(device.type)
+    slug = file_slug(used)
     path = args.out / f"torch_profile_{args.profile}_{slug}.json"
     write_json(path, {
         **provenance(), "benchmark": "torch_profile", "profile": args.profile, "profiled_on": used,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import re
 import statistics
 import sys
 import tempfile
@@ -32,10 +31,10 @@ import torch
 from cdpkd.atomic import write_json
 from cdpkd.ops import describe_backends
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
-from cdpkd.recipes import ensure_teacher, teacher_stage_recipes
-from cdpkd.runtime import cpu_description, device_description, provenance
+from cdpkd.recipes import ensure_teacher, refine_stages, teacher_stage_recipes
+from cdpkd.runtime import device_description, file_slug, provenance
 from cdpkd.sim.dataset import ensure_dataset
-from cdpkd.sim.study import simulation_config
+from cdpkd.sim.study import notebook_simulation_config
 
 VAL_PAIRS = 2  # held out of the small training set: the end-of-stage validation needs some
 
@@ -64,22 +63,20 @@ def main(argv: list[str] | None = None) -> int:
 
     params = resolved_parameters(args.profile, NOTEBOOK_DIR / "01_teacher.ipynb")
     stages = teacher_stage_recipes(params)
-    config = simulation_config(
-        n_samples=params["n_samples"], n_lines=params["n_lines"], fs_mhz=params["fs_mhz"], fc_mhz=params["fc_mhz"],
-        pitch_mm=params["pitch_mm"], snr_db=params["snr_db"], strain_min=params["strain_min"],
-        strain_max=params["strain_max"],
-    )
-    short = [dataclasses.replace(s, steps=args.steps, val_every=None, val_pairs=VAL_PAIRS, keep_best=False,
-                                 warmup_steps=min(s.warmup_steps, args.steps // 4)) for s in stages]
-    refine = [{f.name: getattr(s, f.name) for f in dataclasses.fields(s)
-               if f.name not in ("init_from", "model")} for s in short[1:]]
+    config = notebook_simulation_config(params)
+    # the same stages, each --steps long and validated once at its end (not timed)
+    short = dict(steps=args.steps, val_every=None)
+    base = dataclasses.replace(stages[0], **short, val_pairs=VAL_PAIRS,
+                               warmup_steps=min(stages[0].warmup_steps, args.steps // 4))
+    refine = [{**stage, **short, "warmup_steps": min(recipe.warmup_steps, args.steps // 4)}
+              for stage, recipe in zip(refine_stages(params.get("teacher_refine")), stages[1:])]
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         train_path = ensure_dataset(tmp, config, args.pairs, int(params["seed"]), workers=params["workers"],
                                     name="sim_train")
         simulation_s = time.perf_counter() - start
-        folders = ensure_teacher(tmp, short[0], train_path, refine=refine, profile=args.profile, device=device)
+        folders = ensure_teacher(tmp, base, train_path, refine=refine, profile=args.profile, device=device)
         measured = [step_seconds(folder / "metrics.csv") for folder in folders]
 
     rows = []
@@ -112,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"simulation {per_pair:.2f} s/pair -> n_train={params['n_train']} ~ {per_pair * params['n_train'] / 60:.1f} min; "
           f"teacher training ~ {result['projected_teacher_training_s'] / 60:.1f} min")
-    used = "cpu: " + cpu_description() if device == "cpu" else device_description()
+    used = device_description(device)
     result["trained_on"] = used
-    slug = re.sub(r"[^a-z0-9]+", "-", used.lower()).strip("-")
+    slug = file_slug(used)
     path = args.out / f"training_{args.profile}_{slug}.json"
     write_json(path, result)
     print(f"wrote {path}")

@@ -51,3 +51,12 @@ def test_git_sha_named_by_the_environment_wins_else_unknown_outside_a_checkout(t
         assert runtime.git_sha() == "0123abc", "the vouched commit wins over the copy's own .git"
     finally:
         runtime.git_sha.cache_clear()
+
+
+def test_file_slug_and_the_device_a_run_used():
+    from cdpkd import runtime
+
+    assert runtime.file_slug("NVIDIA H200") == "nvidia-h200"
+    assert runtime.file_slug("cpu: AMD EPYC (2 cores)") == "cpu-amd-epyc-2-cores"
+    assert len(runtime.file_slug("x " * 100)) == 60
+    assert runtime.device_description("cpu") == "cpu: " + runtime.cpu_description()

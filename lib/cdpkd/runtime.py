@@ -10,6 +10,7 @@ import datetime as _dt
 import os
 import platform
 import random
+import re
 import subprocess
 from functools import lru_cache
 from pathlib import Path
@@ -82,16 +83,24 @@ def cpu_description() -> str:
     return f"{model} ({cores} cores)"
 
 
-def device_description() -> str:
-    """The accelerator name if CUDA is available, else the CPU description."""
-    try:
-        import torch
+def device_description(device: str | None = None) -> str:
+    """The accelerator name if CUDA is available, else the CPU description; ``device`` ("cpu"
+    or "cuda") names the one a run used instead (e.g. a CPU run on a GPU machine)."""
+    if device != "cpu":
+        try:
+            import torch
 
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    except ImportError:  # pragma: no cover
-        pass
+            if torch.cuda.is_available():
+                return torch.cuda.get_device_name(0)
+        except ImportError:  # pragma: no cover
+            pass
     return "cpu: " + cpu_description()
+
+
+def file_slug(text: str, limit: int = 60) -> str:
+    """``text`` as a file-name part: lower case, runs of other characters as one '-' (e.g. a
+    device description in a result file's name)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit]
 
 
 def numerics() -> dict[str, object]:

@@ -74,14 +74,20 @@ def study_datasets(
     return paths
 
 
-def notebook_datasets(data_dir: str | os.PathLike, params: Mapping[str, Any], *, workers: int | None = None) -> dict[str, Path]:
-    """:func:`study_datasets` (train and test) from the notebooks' parameters (e.g.
-    :func:`cdpkd.pipeline.resolved_parameters`), so scripts reuse the notebooks' cached datasets.
-    ``workers`` defaults to the parameters' own."""
-    config = simulation_config(
+def notebook_simulation_config(params: Mapping[str, Any]) -> SimulationConfig:
+    """The training/test :func:`simulation_config` of the notebooks' parameters (e.g.
+    :func:`cdpkd.pipeline.resolved_parameters`)."""
+    return simulation_config(
         n_samples=params["n_samples"], n_lines=params["n_lines"], fs_mhz=params["fs_mhz"], fc_mhz=params["fc_mhz"],
         pitch_mm=params["pitch_mm"], snr_db=params["snr_db"], strain_min=params["strain_min"],
         strain_max=params["strain_max"],
     )
+
+
+def notebook_datasets(data_dir: str | os.PathLike, params: Mapping[str, Any], *, workers: int | None = None) -> dict[str, Path]:
+    """:func:`study_datasets` (train and test) from the notebooks' parameters (e.g.
+    :func:`cdpkd.pipeline.resolved_parameters`), so scripts reuse the notebooks' cached datasets.
+    ``workers`` defaults to the parameters' own."""
     return study_datasets(data_dir, seed=params["seed"], n_train=params["n_train"], n_test=params["n_test"],
-                          config=config, workers=params["workers"] if workers is None else workers)
+                          config=notebook_simulation_config(params),
+                          workers=params["workers"] if workers is None else workers)
