@@ -18,7 +18,7 @@ by a whole-frame pass or not (``--tiles``; default: the notebooks' ``guided_tile
 under the profile, so this times what they evaluate) or, with ``--whole-frame``,
 in one forward on the whole frame (faster, but not how the networks were
 evaluated: they were trained on crops). Writes
-``efficiency_<profile>[_plain-tiles|_whole-frame]_<device>.json`` with the table,
+``efficiency_<profile>[_plain-tiles|_whole-frame][_batch<n>][_multiple<n>]_<device>.json`` with the table,
 the settings and the provenance (device, library versions, git SHA, date).
 """
 
@@ -28,55 +28,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from cdpkd.atomic import write_json
 from cdpkd.classic import glue, ncc_block_matching
 from cdpkd.efficiency import Tracker, measure_efficiency
-from cdpkd.models import build_model, count_parameters, get_config
-from cdpkd.models.scaling import overrides_for_parameters
 from cdpkd.ops import describe_backends
-from cdpkd.pipeline import NOTEBOOK_DIR, load_profile, resolved_parameters
-from cdpkd.recipes import StudentBudget, one_shot_prune, teacher_stage_recipes
+from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
+from cdpkd.recipes.architectures import profile_networks
 from cdpkd.runtime import device_description, file_slug, provenance
 from cdpkd.sim import simulate_pair
 from cdpkd.sim.study import simulation_config
-
-
-def networks_of(
-    profile_name: str, multiple_of: int | None = None
-) -> tuple[dict[str, torch.nn.Module], tuple[int, int], dict]:
-    """Teacher, budget-pruned student and budget-sized baselines of a profile (random weights);
-    ``multiple_of``: the student's widths rounded to multiples of it (the profile's own
-    ``student_width_multiple`` gives DP-Net's and CDP-KDNet's widths; another value, a
-    student the profile does not train)."""
-    common = load_profile(profile_name).common
-    # the last stage's architecture: the refinement head, where the profile adds one, is the teacher's
-    teacher_recipe = teacher_stage_recipes(resolved_parameters(profile_name, NOTEBOOK_DIR / "01_teacher.ipynb"))[-1]
-    crop = teacher_recipe.crop
-    teacher = build_model(teacher_recipe.model_config(), seed=0)
-    students = resolved_parameters(profile_name, NOTEBOOK_DIR / "02_dpnet.ipynb")  # the students' budget
-    profile_multiple = students["student_width_multiple"]
-    multiple_of = profile_multiple if multiple_of is None else multiple_of
-    budget = StudentBudget(students["params_fraction"], students["flops_fraction"], students["min_channels"],
-                           multiple_of)
-    student, report = one_shot_prune(teacher, budget, crop)
-    label = ("dpnet / cdp_kdnet (pruned widths)" if multiple_of == profile_multiple
-             else f"student, widths multiple of {multiple_of}")
-    networks = {"teacher": teacher, label: student}
-    for name in common.get("baselines", []):
-        overrides, _ = overrides_for_parameters(name, int(budget.params_fraction * count_parameters(teacher)))
-        networks[name] = build_model(get_config(name).replace(**overrides), seed=0)
-    settings = {
-        "teacher_model": teacher_recipe.model,
-        "teacher_model_overrides": teacher_recipe.model_overrides,
-        "budget": {"params_fraction": budget.params_fraction, "flops_fraction": budget.flops_fraction},
-        "student_fractions_at_crop": {k: report[k] for k in ("params_fraction", "flops_fraction")},
-        "student_width_multiple": multiple_of,
-        "profile_width_multiple": profile_multiple,
-        "tile": list(crop),
-    }
-    return networks, crop, settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.multiple_of is not None and args.multiple_of < 1:
         parser.error("--multiple-of must be >= 1")
-    networks, crop, settings = networks_of(args.profile, args.multiple_of)
+    networks, crop, settings = profile_networks(args.profile, args.multiple_of)
     if args.tiles is None:
         guided = not args.whole_frame and bool(
             resolved_parameters(args.profile, NOTEBOOK_DIR / "04_ablations.ipynb")["guided_tiles"])

@@ -4,7 +4,7 @@
                                        [--lines 256] [--rows 30] [--out benchmarks/results]
 
 Inference: the profile's teacher and its budget-pruned student, random weights, built as
-``benchmarks/efficiency.py`` builds them, each estimating one simulated ``--samples`` x
+``benchmarks/efficiency.py`` builds them (:func:`cdpkd.recipes.architectures.profile_networks`), each estimating one simulated ``--samples`` x
 ``--lines`` pair on guided tiles of the training crop (as the notebooks run them): one warm-up
 call, then one profiled call. Training: the profile's last teacher stage (model, crop, batch,
 AMP, trainable parameters) in the real training loop (``cdpkd.train.fit`` through
@@ -34,14 +34,12 @@ from cdpkd.estimators import network_estimator
 from cdpkd.ops import describe_backends
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
 from cdpkd.recipes import teacher_stage_recipes
+from cdpkd.recipes.architectures import STUDENT_LABEL, profile_networks
 from cdpkd.recipes.unsupervised import train_unsupervised
 from cdpkd.runtime import device_description, file_slug, provenance
 from cdpkd.sim import simulate_pair
 from cdpkd.sim.dataset import ensure_dataset
 from cdpkd.sim.study import notebook_simulation_config, simulation_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark script
-from efficiency import networks_of  # noqa: E402
 
 PROFILED_STEP = 3  # updates 0-2 warm up (allocator, kernel selection, Triton compilation)
 
@@ -142,11 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
 
-    networks, crop, settings = networks_of(args.profile)
+    networks, crop, settings = profile_networks(args.profile)
     guided = bool(resolved_parameters(args.profile, NOTEBOOK_DIR / "04_ablations.ipynb")["guided_tiles"])
     pair = simulate_pair(simulation_config(n_samples=args.samples, n_lines=args.lines), seed=0)
     runs = {}
-    for label in ("teacher", "dpnet / cdp_kdnet (pruned widths)"):
+    for label in ("teacher", STUDENT_LABEL):
         runs[f"inference: {label}"] = profile_inference(networks[label], device, pair.pre, pair.post, crop, guided,
                                                         args.rows)
         networks[label].to("cpu")

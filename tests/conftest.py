@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 
@@ -16,3 +18,18 @@ def small_config():
     from cdpkd.sim import ImagingConfig, SimulationConfig
 
     return SimulationConfig(imaging=ImagingConfig(n_samples=256, n_lines=32))
+
+
+@pytest.fixture
+def load_benchmark():
+    """``load_benchmark(name)``: the script ``benchmarks/<name>.py`` imported as a module (the
+    benchmarks are scripts, not a package)."""
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"{name}_benchmark", folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

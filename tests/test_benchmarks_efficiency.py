@@ -3,25 +3,15 @@ students' widths do not depend on the weights nor on the pruning road (one-shot 
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from cdpkd.compress import ChannelMap, DynamicPruning
 from cdpkd.models import build_model, count_parameters
-from cdpkd.pipeline import PipelineError
+from cdpkd.pipeline import PipelineError, load_profile
 from cdpkd.recipes import StudentBudget, one_shot_prune
+from cdpkd.recipes.architectures import profile_networks
 
 CROP = (128, 32)
-
-
-def _benchmark_module():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "efficiency.py"
-    spec = importlib.util.spec_from_file_location("efficiency_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("multiple_of", [1, 4])
@@ -50,8 +40,7 @@ def test_pruned_widths_depend_on_the_budget_only(multiple_of):
 
 
 def test_benchmark_builds_the_profile_networks_at_the_budget():
-    module = _benchmark_module()
-    networks, crop, settings = module.networks_of("cpu")
+    networks, crop, settings = profile_networks("cpu")
     teacher = count_parameters(networks["teacher"])
     # the profile's teacher is its last stage's architecture, refinement head included
     assert settings["teacher_model_overrides"].get("refine_widths"), "the cpu profile's teacher has a head"
@@ -66,24 +55,21 @@ def test_benchmark_builds_the_profile_networks_at_the_budget():
         <= settings["budget"]["flops_fraction"] + 1e-12
     )
     with pytest.raises(PipelineError, match="unknown profile"):
-        module.networks_of("no_such_profile")
+        profile_networks("no_such_profile")
 
 
-def test_benchmark_refuses_tiles_with_whole_frame(capsys):
-    module = _benchmark_module()
+def test_benchmark_refuses_tiles_with_whole_frame(capsys, load_benchmark):
+    module = load_benchmark("efficiency")
     with pytest.raises(SystemExit):
         module.main(["--tiles", "plain", "--whole-frame"])
     assert "exclude each other" in capsys.readouterr().err
 
 
 def test_benchmark_can_round_the_students_widths_within_the_budget():
-    from cdpkd.compress import ChannelMap
-
-    module = _benchmark_module()
-    networks, _, settings = module.networks_of("cpu", multiple_of=16)
+    networks, _, settings = profile_networks("cpu", multiple_of=16)
     teacher_widths = ChannelMap.from_model(networks["teacher"]).widths()
     student = networks["student, widths multiple of 16"]
-    floor = module.load_profile("cpu").common["min_channels"]
+    floor = load_profile("cpu").common["min_channels"]
     widths = ChannelMap.from_model(student).widths()
     for name, width in widths.items():  # rounded, unless kept whole or at the floor
         assert width % 16 == 0 or width in (teacher_widths[name], floor), (name, width)

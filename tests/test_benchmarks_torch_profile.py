@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -13,19 +10,9 @@ from cdpkd.recipes import UnsupervisedRecipe
 from cdpkd.recipes.unsupervised import train_unsupervised
 from cdpkd.sim.dataset import ensure_dataset
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
-
-def _module(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("torch_profile_benchmark", BENCHMARKS / "torch_profile.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_inference_profile_lists_the_convolutions(monkeypatch):
-    module = _module(monkeypatch)
+def test_inference_profile_lists_the_convolutions(load_benchmark):
+    module = load_benchmark("torch_profile")
     rng = np.random.default_rng(0)
     pre = rng.standard_normal((128, 32)).astype(np.float32)
     post = np.roll(pre, 1, axis=0)
@@ -39,8 +26,8 @@ def test_inference_profile_lists_the_convolutions(monkeypatch):
     assert 0 < sum(times) <= run["self_cpu_ms_total"] + 1e-6
 
 
-def test_step_profiler_profiles_exactly_the_chosen_update(monkeypatch, tmp_path, small_config):
-    module = _module(monkeypatch)
+def test_step_profiler_profiles_exactly_the_chosen_update(load_benchmark, tmp_path, small_config):
+    module = load_benchmark("torch_profile")
     train_path = ensure_dataset(tmp_path, small_config, 2, 0, workers=1, name="sim_train")
     recipe = UnsupervisedRecipe(model="umen_teacher_smoke", crop=(64, 32), steps=3, batch_size=2, lr=1e-3,
                                 warmup_steps=1, val_pairs=0)
@@ -52,8 +39,8 @@ def test_step_profiler_profiles_exactly_the_chosen_update(monkeypatch, tmp_path,
     assert any("convolution_backward" in op for op in ops), "a training update runs the backward"
 
 
-def test_step_profiler_ignores_other_updates(monkeypatch):
-    module = _module(monkeypatch)
+def test_step_profiler_ignores_other_updates(load_benchmark):
+    module = load_benchmark("torch_profile")
     hook = module.StepProfiler(5, on_cuda=False)
     for step in range(5):
         hook.on_step_start(step, None, None)

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
 from cdpkd.recipes import teacher_stage_recipes
-
-
-def _benchmark_module():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "training.py"
-    spec = importlib.util.spec_from_file_location("training_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_teacher_stage_recipes_follow_the_refinement_chain():
@@ -33,8 +23,8 @@ def test_teacher_stage_recipes_follow_the_refinement_chain():
 
 
 @pytest.mark.slow
-def test_training_benchmark_times_every_stage(tmp_path):
-    module = _benchmark_module()
+def test_training_benchmark_times_every_stage(tmp_path, load_benchmark):
+    module = load_benchmark("training")
     assert module.main(["--profile", "smoke", "--steps", "8", "--pairs", "4", "--device", "cpu",
                         "--out", str(tmp_path)]) == 0
     (path,) = tmp_path.glob("training_smoke_cpu-*.json")
@@ -48,8 +38,8 @@ def test_training_benchmark_times_every_stage(tmp_path):
     assert result["simulation"]["seconds_per_pair"] > 0 and result["git_sha"] and result["device"]
 
 
-def test_training_benchmark_refuses_too_few_steps_or_pairs(capsys):
-    module = _benchmark_module()
+def test_training_benchmark_refuses_too_few_steps_or_pairs(capsys, load_benchmark):
+    module = load_benchmark("training")
     with pytest.raises(SystemExit):
         module.main(["--steps", "2"])
     assert "--steps" in capsys.readouterr().err
