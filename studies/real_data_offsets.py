@@ -3,7 +3,8 @@
 Runs one trained network (a cached artifact of ``make reproduce``) and NCC block matching on the
 real pairs of notebook 05 (its parameters under ``--profile``: the CIRS 059 phantom pair with its
 ROIs, and the first consecutive pair of every in vivo sequence), whole frames, the network on
-plain and on guided tiles of its training crop, and records for each: warp NCC, the 1st / 50th /
+plain and on guided tiles of its training crop (guided as the notebooks, just below the coarse
+pass's smallest displacements, and centred on its median), and records for each: warp NCC, the 1st / 50th /
 99th percentile of the axial displacement (samples), the mean axial strain and, on the phantom,
 SNRe in the background ROI and CNR (dB) between inclusion and background ROIs.
 
@@ -93,6 +94,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ncc": lambda a, b: ncc_block_matching(a, b, **p["ncc_options"]),
         "network_plain_tiles": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"]),
         "network_guided_tiles": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"], guided=True),
+        # the residual centred on zero: for networks trained on both signs of axial displacement
+        "network_centred_tiles": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"], guided=True,
+                                                   guide_quantile=0.5, guide_margin=0.0),
     }
     window, border = p["strain_window"], (p["border_samples"], p["border_lines"])
     out = output_path(args)

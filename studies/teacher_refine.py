@@ -25,6 +25,12 @@ also scores NCC block matching on the same pairs, as a reference. ``--set`` chan
 parameters before anything is built, e.g. another base teacher:
 ``--set '{"teacher_model_overrides": {"input_mode": "rf+envelope", "full_res_levels": 2}}'``
 (the base and every stage are then new artifacts; the result records the parameters changed).
+``--base`` changes fields of the base stage's recipe itself (every refinement stage inherits them),
+e.g. ``--base '{"axial_offset": 32, "release_fraction": 0.25}'``: a teacher that sees both signs of
+axial displacement and strain from its first step. ``--train-set`` changes the *training* set's
+simulation parameters only (the test set stays notebook 01's), e.g. ``'{"strain_min": 0.001}'``.
+``--guide`` sets the guided tiles' shift rule (``{"guide_quantile": 0.5, "guide_margin": 0}`` centres
+the residual, for networks that predict both signs).
 ``--score-base`` also scores the base teacher itself (as variant ``base``; with no ``--variant``
 only the base is trained and scored), e.g. to compare two base architectures at equal training.
 """
@@ -32,6 +38,7 @@ only the base is trained and scored), e.g. to compare two base architectures at 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -44,10 +51,17 @@ from cdpkd.classic import ncc_block_matching
 from cdpkd.estimators import default_device, network_estimator
 from cdpkd.evaluation import evaluate_estimators, per_pair_table
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
-from cdpkd.recipes import ensure_refined, ensure_unsupervised_model, load_trained, teacher_base_recipe
+from cdpkd.recipes import (
+    UnsupervisedRecipe,
+    ensure_refined,
+    ensure_unsupervised_model,
+    load_trained,
+    teacher_base_recipe,
+)
 from cdpkd.runtime import provenance
 from cdpkd.sim import ensure_release_set
-from cdpkd.sim.study import notebook_datasets
+from cdpkd.sim.dataset import ensure_dataset
+from cdpkd.sim.study import notebook_datasets, notebook_simulation_config
 
 from _study import json_object, output_path, study_parser
 
@@ -63,6 +77,35 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
 
 def parse_parameters(text: str) -> dict[str, Any]:
     return json_object(text, "--set")
+
+
+TRAIN_SET_PARAMETERS = {"strain_min", "strain_max", "snr_db"}
+GUIDE_FIELDS = {"guide_quantile", "guide_margin"}
+
+
+def parse_base(text: str) -> dict[str, Any]:
+    changes = json_object(text, "--base")
+    fields = {f.name for f in dataclasses.fields(UnsupervisedRecipe)} - {"init_from"}
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"--base: {unknown} are not fields of the teacher's recipe")
+    return changes
+
+
+def parse_train_set(text: str) -> dict[str, Any]:
+    changes = json_object(text, "--train-set")
+    unknown = sorted(set(changes) - TRAIN_SET_PARAMETERS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"--train-set: {unknown} are not among {sorted(TRAIN_SET_PARAMETERS)}")
+    return changes
+
+
+def parse_guide(text: str) -> dict[str, Any]:
+    changes = json_object(text, "--guide")
+    unknown = sorted(set(changes) - GUIDE_FIELDS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"--guide: {unknown} are not among {sorted(GUIDE_FIELDS)}")
+    return changes
 
 
 def variant_plan(variants: list[tuple[str, dict[str, Any]]], profile_refine: Any) -> list[tuple[str, Any, str | None]]:
@@ -92,7 +135,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--ncc", action="store_true", help="also score NCC block matching (notebook 01's), as a reference")
     parser.add_argument("--set", type=parse_parameters, default={}, metavar="JSON",
                         help="notebook 01 parameters to change, e.g. the base teacher's teacher_model_overrides")
+    parser.add_argument("--base", type=parse_base, default={}, metavar="JSON",
+                        help="fields of the base stage's recipe to change (the refinement stages inherit them)")
+    parser.add_argument("--train-set", type=parse_train_set, default={}, metavar="JSON",
+                        help=f"simulation parameters of the training set only, among {sorted(TRAIN_SET_PARAMETERS)}")
+    parser.add_argument("--guide", type=parse_guide, default={}, metavar="JSON",
+                        help="guided tiles' guide_quantile / guide_margin (default: the estimator's)")
     args = parser.parse_args(argv)
+    run_provenance = provenance()  # the code that starts the run, before hours of training
     if not args.variant and not args.score_base:
         parser.error("give at least one --variant, or --score-base")
     if args.score_base and any(name == "base" for name, _ in args.variant):
@@ -104,19 +154,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"--set: {unknown} are not parameters of {NOTEBOOK.name}")
     p = {**p, **args.set}
     plan = variant_plan(args.variant, p["teacher_refine"])  # checked before anything trains
+    try:
+        base = dataclasses.replace(teacher_base_recipe(p), **args.base)  # the recipe checks the values
+    except ValueError as err:
+        raise SystemExit(f"--base: {err}") from err
     paths = notebook_datasets(args.data_dir, p)
-    base = teacher_base_recipe(p)
+    if args.train_set:  # same pairs' seed, other simulation parameters: a separate cached training set
+        train_params = {**p, **args.train_set}
+        paths["train"] = ensure_dataset(args.data_dir, notebook_simulation_config(train_params), p["n_train"],
+                                        p["seed"], workers=p["workers"], name="sim_train")
     common = dict(profile=args.profile)
     base_dir = ensure_unsupervised_model(args.data_dir, "teacher", base, paths["train"], **common)
     tile = base.crop if p["tiled_inference"] else None
     release_set = ensure_release_set(args.data_dir, paths["test"]) if args.release else None
     out = output_path(args)
     result = {
-        **provenance(), "profile": args.profile, "parameters_changed": args.set,
+        **run_provenance, "profile": args.profile, "parameters_changed": args.set,
+        "base_changed": args.base, "train_set_changed": args.train_set, "training_set": paths["train"].parent.name,
         "base_artifact": base_dir.name, "base_recipe": base.to_dict(),
         "evaluation": {"tile": list(tile) if tile else None, "overlap": p["tile_overlap"],
                        "strain_window": p["strain_window"], "border": [p["border_samples"], p["border_lines"]],
-                       "test_pairs": p["n_test"], "guided": args.guided, "release": args.release},
+                       "test_pairs": p["n_test"], "guided": args.guided, "guide": args.guide, "release": args.release},
         "variants": [],
     }
     score = dict(strain_window=p["strain_window"], border=(p["border_samples"], p["border_lines"]))
@@ -131,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def score_stage(name: str, refine: Any, after: str | None, recipe: Any, stage: Path) -> None:
         """Score one trained stage on the test pairs (and release pairs) and append its row to the result file."""
         estimator = network_estimator(load_trained(stage, device), device, tile=tile, overlap=p["tile_overlap"],
-                                      guided=args.guided)
+                                      guided=args.guided, **args.guide)
         evaluation = evaluate_estimators({name: estimator}, paths["test"], **score)
         per_pair = per_pair_table(evaluation, paths["test"])
         mean = evaluation.summary.loc[name].drop("time_per_frame_ms")

@@ -100,6 +100,32 @@ def test_refine_study_set_changes_the_base_teacher(study, data_root, tmp_path):
     assert row["init_from"] == f"teacher/{result['base_artifact']}"
 
 
+def test_refine_study_base_train_set_and_guide_options(study, smoke_teacher, data_root, tmp_path):
+    """--base changes the base recipe (stages inherit it), --train-set simulates another training set
+    (the test set stays notebook 01's), --guide reaches the guided tiles; bad values fail before training."""
+    p, stages = smoke_teacher
+    result = study.main([
+        "--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "v3.json"),
+        "--base", '{"axial_offset": 4, "release_fraction": 0.5}', "--train-set", '{"strain_min": 0.001}',
+        "--guided", "--guide", '{"guide_quantile": 0.5, "guide_margin": 0}', "--variant", 'short={"steps": 2}',
+    ])
+    assert result["base_recipe"]["axial_offset"] == 4 and result["base_recipe"]["release_fraction"] == 0.5
+    assert result["base_artifact"] != stages[0].name
+    assert result["training_set"] != notebook_datasets(data_root, p)["train"].parent.name
+    assert result["evaluation"]["guide"] == {"guide_quantile": 0.5, "guide_margin": 0}
+    (row,) = result["variants"]
+    stage_recipe = json.loads((data_root / "teacher" / row["artifact"] / "artifact.json").read_text())["params"]
+    assert stage_recipe["recipe"]["axial_offset"] == 4  # inherited by the refinement stage
+    assert len(row["per_pair_strain_rmse"]) == p["n_test"]
+    for option, value in [("--base", '{"init_from": "x"}'), ("--train-set", '{"n_train": 3}'),
+                          ("--guide", '{"guided": true}')]:
+        with pytest.raises(SystemExit):
+            study.main(["--profile", "smoke", "--data-dir", str(data_root), option, value, "--score-base"])
+    with pytest.raises(SystemExit, match="release_fraction"):  # refused by the recipe, before anything trains
+        study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "x.json"),
+                    "--base", '{"release_fraction": 2}', "--score-base"])
+
+
 def test_refine_study_scores_the_base_alone(study, smoke_teacher, data_root, tmp_path):
     """--score-base without variants: the base teacher itself, scored like a variant; a model
     override (a windowed cost volume) makes it another artifact."""
