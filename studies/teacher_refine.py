@@ -20,7 +20,10 @@ stages; the last one is scored). A variant may continue from another one instead
 median metrics, per-pair strain RMSE, training similarity per pyramid output at the last logged step).
 With ``--release`` every variant is also scored on the release set of the test pairs (each pair
 played backwards, ``cdpkd.sim.release``): the simulator only compresses, freehand scanning also
-releases. ``--guided`` scores with guided tiles (as the notebooks do since they have the option); ``--ncc``
+releases. With ``--probe-frame`` every variant is also scored on the test pairs (and, with
+``--release``, the release pairs) seen from a probe that moved with the compression
+(``cdpkd.sim.probe_frame``: the compressed surface stays put, deeper tissue comes toward the
+probe, as in real hand-held data; the simulator holds the bottom still instead). ``--guided`` scores with guided tiles (as the notebooks do since they have the option); ``--ncc``
 also scores NCC block matching on the same pairs, as a reference. ``--set`` changes notebook 01's
 parameters before anything is built, e.g. another base teacher:
 ``--set '{"teacher_model_overrides": {"input_mode": "rf+envelope", "full_res_levels": 2}}'``
@@ -59,7 +62,7 @@ from cdpkd.recipes import (
     teacher_base_recipe,
 )
 from cdpkd.runtime import provenance
-from cdpkd.sim import ensure_release_set
+from cdpkd.sim import ensure_probe_frame_set, ensure_release_set
 from cdpkd.sim.dataset import ensure_dataset
 from cdpkd.sim.study import notebook_datasets, notebook_simulation_config
 
@@ -131,6 +134,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--variant", type=parse_variant, action="append", default=[], metavar="NAME=JSON")
     parser.add_argument("--score-base", action="store_true", help="also score the base teacher itself (variant 'base')")
     parser.add_argument("--release", action="store_true", help="also score on the test pairs played backwards")
+    parser.add_argument("--probe-frame", action="store_true",
+                        help="also score on the test (and release) pairs in the coordinates of a probe that moved")
     parser.add_argument("--guided", action="store_true", help="guided tiles (default: plain tiles)")
     parser.add_argument("--ncc", action="store_true", help="also score NCC block matching (notebook 01's), as a reference")
     parser.add_argument("--set", type=parse_parameters, default={}, metavar="JSON",
@@ -167,6 +172,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     base_dir = ensure_unsupervised_model(args.data_dir, "teacher", base, paths["train"], **common)
     tile = base.crop if p["tiled_inference"] else None
     release_set = ensure_release_set(args.data_dir, paths["test"]) if args.release else None
+    extra_sets = {"release": release_set} if args.release else {}  # scored besides the test pairs
+    if args.probe_frame:
+        extra_sets["probe_frame"] = ensure_probe_frame_set(args.data_dir, paths["test"])
+        if args.release:
+            extra_sets["probe_frame_release"] = ensure_probe_frame_set(args.data_dir, release_set)
     out = output_path(args)
     result = {
         **run_provenance, "profile": args.profile, "parameters_changed": args.set,
@@ -174,12 +184,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "base_artifact": base_dir.name, "base_recipe": base.to_dict(),
         "evaluation": {"tile": list(tile) if tile else None, "overlap": p["tile_overlap"],
                        "strain_window": p["strain_window"], "border": [p["border_samples"], p["border_lines"]],
-                       "test_pairs": p["n_test"], "guided": args.guided, "guide": args.guide, "release": args.release},
+                       "test_pairs": p["n_test"], "guided": args.guided, "guide": args.guide, "release": args.release,
+                       "probe_frame": args.probe_frame},
         "variants": [],
     }
     score = dict(strain_window=p["strain_window"], border=(p["border_samples"], p["border_lines"]))
     if args.ncc:  # the tracker a user would pick instead, on the same pairs
-        sets = {"compression": paths["test"], **({"release": release_set} if args.release else {})}
+        sets = {"compression": paths["test"], **extra_sets}
         result["ncc"] = {}
         for label, dataset in sets.items():
             summary = evaluate_estimators({"ncc": ncc_block_matching}, dataset, **score).summary.loc["ncc"]
@@ -187,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = default_device()  # as notebook 01 evaluates
 
     def score_stage(name: str, refine: Any, after: str | None, recipe: Any, stage: Path) -> None:
-        """Score one trained stage on the test pairs (and release pairs) and append its row to the result file."""
+        """Score one trained stage on the test pairs (and the extra sets) and append its row to the result file."""
         estimator = network_estimator(load_trained(stage, device), device, tile=tile, overlap=p["tile_overlap"],
                                       guided=args.guided, **args.guide)
         evaluation = evaluate_estimators({name: estimator}, paths["test"], **score)
@@ -205,11 +216,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "median_strain_rmse": float(per_pair[name].median()),
             "per_pair_strain_rmse": [float(x) for x in per_pair[name]],
         })
-        if args.release:
-            released = evaluate_estimators({name: estimator}, release_set, **score)
-            result["variants"][-1]["release"] = {
-                "mean": {k: float(v) for k, v in released.summary.loc[name].drop("time_per_frame_ms").items()},
-                "per_pair_strain_rmse": [float(x) for x in per_pair_table(released, release_set)[name]],
+        for label, dataset in extra_sets.items():
+            scored = evaluate_estimators({name: estimator}, dataset, **score)
+            result["variants"][-1][label] = {
+                "mean": {k: float(v) for k, v in scored.summary.loc[name].drop("time_per_frame_ms").items()},
+                "per_pair_strain_rmse": [float(x) for x in per_pair_table(scored, dataset)[name]],
             }
         write_text(out, json.dumps(result, indent=1) + "\n")  # after every stage: a stopped study keeps its rows
         print(f"{name}: artifact {stage.name}; strain RMSE mean {mean['strain_rmse']:.3e}, "

@@ -102,12 +102,14 @@ def test_refine_study_set_changes_the_base_teacher(study, data_root, tmp_path):
 
 def test_refine_study_base_train_set_and_guide_options(study, smoke_teacher, data_root, tmp_path):
     """--base changes the base recipe (stages inherit it), --train-set simulates another training set
-    (the test set stays notebook 01's), --guide reaches the guided tiles; bad values fail before training."""
+    (the test set stays notebook 01's), --guide reaches the guided tiles, --probe-frame scores the test
+    and release pairs in the probe's coordinates too; bad values fail before training."""
     p, stages = smoke_teacher
     result = study.main([
         "--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "v3.json"),
         "--base", '{"axial_offset": 4, "release_fraction": 0.5}', "--train-set", '{"strain_min": 0.001}',
         "--guided", "--guide", '{"guide_quantile": 0.5, "guide_margin": 0}', "--variant", 'short={"steps": 2}',
+        "--release", "--probe-frame",
     ])
     assert result["base_recipe"]["axial_offset"] == 4 and result["base_recipe"]["release_fraction"] == 0.5
     assert result["base_artifact"] != stages[0].name
@@ -117,6 +119,9 @@ def test_refine_study_base_train_set_and_guide_options(study, smoke_teacher, dat
     stage_recipe = json.loads((data_root / "teacher" / row["artifact"] / "artifact.json").read_text())["params"]
     assert stage_recipe["recipe"]["axial_offset"] == 4  # inherited by the refinement stage
     assert len(row["per_pair_strain_rmse"]) == p["n_test"]
+    for label in ("release", "probe_frame", "probe_frame_release"):  # scored on every extra set
+        assert len(row[label]["per_pair_strain_rmse"]) == p["n_test"] and row[label]["mean"]["strain_rmse"] > 0
+    assert result["evaluation"]["probe_frame"]
     for option, value in [("--base", '{"init_from": "x"}'), ("--train-set", '{"n_train": 3}'),
                           ("--guide", '{"guided": true}')]:
         with pytest.raises(SystemExit):

@@ -17,10 +17,13 @@ from .fem import Compression, FemSolution, solve_compression
 from .imaging import ImagingConfig, Scatterers
 from .pair import SimulatedPair, SimulationConfig, random_scatterers, simulate_pair
 from .phantom import Inclusion, Phantom, PhantomSpec, random_phantom
+from .probe_frame import ensure_probe_frame_set, probe_frame_pair
 from .release import ensure_release_set, invert_displacement, release_pair
 from .rf_convolution import add_noise, simulate_rf
 
 __all__ = [
+    "ensure_probe_frame_set",
+    "probe_frame_pair",
     "ensure_release_set",
     "invert_displacement",
     "release_pair",
