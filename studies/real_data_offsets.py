@@ -6,7 +6,10 @@ ROIs, and the first consecutive pair of every in vivo sequence), whole frames, t
 plain and on guided tiles of its training crop (guided as the notebooks, just below the coarse
 pass's smallest displacements, and centred on its median), and records for each: warp NCC, the 1st / 50th /
 99th percentile of the axial displacement (samples), the mean axial strain and, on the phantom,
-SNRe in the background ROI and CNR (dB) between inclusion and background ROIs.
+SNRe in the background ROI and CNR (dB) between inclusion and background ROIs; and, per band of
+``DEPTH_BAND`` rows, the NCC of the pre frame and the motion-compensated post frame and the share of
+pixels whose axial displacement is more than 2 samples from NCC block matching's (where in depth a
+network loses the match).
 
 The question it answers: the simulator holds the bottom of the phantom still, so a compression
 moves every pixel toward the deeper side of the frame by a *positive* axial displacement; a real
@@ -27,12 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from cdpkd.atomic import write_text
 from cdpkd.classic import ncc_block_matching
 from cdpkd.estimators import default_device, network_estimator
 from cdpkd.io import CIRS059_ACQUISITION, read_rf
 from cdpkd.metrics import axial_strain
+from cdpkd.ops import warp
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
 from cdpkd.realdata import inner_mask, no_reference_metrics, roi_mask
 from cdpkd.recipes import load_trained
@@ -41,6 +46,31 @@ from cdpkd.runtime import provenance
 from _study import add_artifact_argument, output_path, study_parser, trained_folders
 
 NOTEBOOK = NOTEBOOK_DIR / "05_invivo_evaluation.ipynb"
+DEPTH_BAND = 250  # rows (samples) per band of agreement_by_depth
+OFF_SAMPLES = 2.0  # an axial displacement this far from the reference's counts as a lost match
+
+
+def agreement_by_depth(pre: np.ndarray, post: np.ndarray, disp: np.ndarray, reference: np.ndarray,
+                       band: int = DEPTH_BAND) -> list[dict[str, Any]]:
+    """Per band of ``band`` rows of the H x W frames: ``warp_ncc``, the Pearson correlation of ``pre``
+    and ``post`` motion-compensated by ``disp`` (2 x H x W; pixels sampled outside the post frame left
+    out), and ``share_off``, the share of pixels whose axial displacement is more than
+    :data:`OFF_SAMPLES` samples from ``reference``'s (2 x H x W, e.g. NCC block matching's)."""
+    post_t = torch.as_tensor(np.asarray(post, np.float32))[None, None]
+    disp_t = torch.as_tensor(np.asarray(disp, np.float32))[None]
+    warped = warp(post_t, disp_t, padding="zeros", backend="reference")[0, 0].numpy()
+    height, width = pre.shape
+    rows = np.arange(height)[:, None] + disp[0]
+    cols = np.arange(width)[None, :] + disp[1]
+    inside = (rows >= 0) & (rows <= height - 1) & (cols >= 0) & (cols <= width - 1)
+    off = np.abs(disp[0] - reference[0]) > OFF_SAMPLES
+    bands = []
+    for top in range(0, height, band):
+        sl = slice(top, min(top + band, height))
+        a, b = pre[sl][inside[sl]], warped[sl][inside[sl]]
+        ncc = float(np.corrcoef(a, b)[0, 1]) if a.size > 1 and a.std() > 0 and b.std() > 0 else float("nan")
+        bands.append({"rows": [top, sl.stop], "warp_ncc": ncc, "share_off": float(off[sl].mean())})
+    return bands
 
 
 def describe(pre: np.ndarray, post: np.ndarray, disp: np.ndarray, window: int, border: tuple[int, int],
@@ -109,11 +139,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     for name, a, b, rois in pairs:
         row: dict[str, Any] = {"pair": name, "shape": list(a.shape), "methods": {}}
+        reference = None
         for method, estimate in methods.items():
             start = time.perf_counter()
             disp = np.asarray(estimate(a, b), dtype=np.float32)
-            row["methods"][method] = {**describe(a, b, disp, window, border, rois),
-                                      "seconds": time.perf_counter() - start}
+            seconds = time.perf_counter() - start
+            if method == "ncc":  # first in `methods`: the reference of every method's by-depth agreement
+                reference = disp
+            row["methods"][method] = {**describe(a, b, disp, window, border, rois), "seconds": seconds,
+                                      "by_depth": agreement_by_depth(a, b, disp, reference)}
         result["pairs"].append(row)
         print(name + ": " + "; ".join(f"{m} warp NCC {v['warp_ncc']:.3f}, axial {v['axial_p01']:.1f}..{v['axial_p99']:.1f}"
                                       for m, v in row["methods"].items()), flush=True)

@@ -228,6 +228,22 @@ def offsets_study():
     return load_study("real_data_offsets.py")
 
 
+def test_real_data_offsets_agreement_by_depth_on_known_fields(offsets_study):
+    rng = np.random.default_rng(1)
+    frame = rng.standard_normal((300, 20)).astype(np.float32)
+    post = np.roll(frame, 3, axis=0)  # tissue 3 samples deeper in the post frame
+    right = np.zeros((2, 300, 20), np.float32)
+    right[0] = 3.0
+    wrong = right.copy()
+    wrong[0, 100:] = -3.0  # lost below row 100
+    bands = offsets_study.agreement_by_depth(frame, post, wrong, right, band=100)
+    assert [b["rows"] for b in bands] == [[0, 100], [100, 200], [200, 300]]
+    assert bands[0]["warp_ncc"] == pytest.approx(1.0) and bands[0]["share_off"] == 0.0
+    assert all(abs(b["warp_ncc"]) < 0.2 and b["share_off"] == 1.0 for b in bands[1:])
+    same = offsets_study.agreement_by_depth(frame, post, right, right, band=100)
+    assert all(b["share_off"] == 0.0 and b["warp_ncc"] == pytest.approx(1.0) for b in same)
+
+
 def test_real_data_offsets_describe_on_known_fields(offsets_study):
     rng = np.random.default_rng(0)
     frame = rng.standard_normal((200, 40)).astype(np.float32)
