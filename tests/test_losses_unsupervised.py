@@ -143,7 +143,7 @@ def test_a_crop_sent_wholly_out_of_the_frame_gives_loss_one_not_nan():
     d[1, 0] = 500.0
     d.requires_grad_(True)
     per_crop = similarity_ncc(pre, post, d, (9, 3), reduction="none")
-    assert torch.isfinite(per_crop).all() and float(per_crop[1]) == 1.0
+    assert torch.isfinite(per_crop).all() and per_crop[1].item() == 1.0
     per_crop.sum().backward()
     assert torch.isfinite(d.grad).all() and float(d.grad[1].abs().sum()) == 0.0
 
