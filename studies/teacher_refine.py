@@ -23,7 +23,8 @@ played backwards, ``cdpkd.sim.release``): the simulator only compresses, freehan
 releases. With ``--probe-frame`` every variant is also scored on the test pairs (and, with
 ``--release``, the release pairs) seen from a probe that moved with the compression
 (``cdpkd.sim.probe_frame``: the compressed surface stays put, deeper tissue comes toward the
-probe, as in real hand-held data; the simulator holds the bottom still instead). ``--guided`` scores with guided tiles (as the notebooks do since they have the option); ``--ncc``
+probe, as in real hand-held data; the simulator holds the bottom still instead). ``--guided``
+scores with guided tiles (as the notebooks do since they have the option); ``--ncc``
 also scores NCC block matching on the same pairs, as a reference. ``--set`` changes notebook 01's
 parameters before anything is built, e.g. another base teacher:
 ``--set '{"teacher_model_overrides": {"input_mode": "rf+envelope", "full_res_levels": 2}}'``
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     run_provenance = provenance()  # the code that starts the run, before hours of training
     if not args.variant and not args.score_base:
         parser.error("give at least one --variant, or --score-base")
+    if args.guide and not args.guided:
+        parser.error("--guide sets the guided tiles' shift: add --guided")
     if args.score_base and any(name == "base" for name, _ in args.variant):
         raise SystemExit("--score-base scores a variant named 'base': name yours otherwise")
 

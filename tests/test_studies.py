@@ -123,7 +123,7 @@ def test_refine_study_base_train_set_and_guide_options(study, smoke_teacher, dat
         assert len(row[label]["per_pair_strain_rmse"]) == p["n_test"] and row[label]["mean"]["strain_rmse"] > 0
     assert result["evaluation"]["probe_frame"]
     for option, value in [("--base", '{"init_from": "x"}'), ("--train-set", '{"n_train": 3}'),
-                          ("--guide", '{"guided": true}')]:
+                          ("--guide", '{"guided": true}'), ("--guide", '{"guide_quantile": 0.5}')]:  # last: no --guided
         with pytest.raises(SystemExit):
             study.main(["--profile", "smoke", "--data-dir", str(data_root), option, value, "--score-base"])
     with pytest.raises(SystemExit, match="release_fraction"):  # refused by the recipe, before anything trains
