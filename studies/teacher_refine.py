@@ -32,7 +32,9 @@ parameters before anything is built, e.g. another base teacher:
 ``--base`` changes fields of the base stage's recipe itself (every refinement stage inherits them),
 e.g. ``--base '{"axial_offset": 32, "release_fraction": 0.25}'``: a teacher that sees both signs of
 axial displacement and strain from its first step. ``--train-set`` changes the *training* set's
-simulation parameters only (the test set stays notebook 01's), e.g. ``'{"strain_min": 0.001}'``.
+simulation parameters only (the test set stays notebook 01's), e.g. ``'{"strain_min": 0.001}'``, or
+``'{"pulse_ranges": {"fc_hz": [3.5e6, 6.5e6], "snr_db": [15, 40]}}'`` (per-pair draws,
+``cdpkd.sim.pulse_variation``).
 ``--guide`` sets the guided tiles' shift rule (``{"guide_quantile": 0.5, "guide_margin": 0}`` centres
 the residual, for networks that predict both signs).
 ``--score-base`` also scores the base teacher itself (as variant ``base``; with no ``--variant``
@@ -65,6 +67,7 @@ from cdpkd.recipes import (
 from cdpkd.runtime import provenance
 from cdpkd.sim import ensure_probe_frame_set, ensure_release_set
 from cdpkd.sim.dataset import ensure_dataset
+from cdpkd.sim.pulse_variation import PulseRanges
 from cdpkd.sim.study import notebook_datasets, notebook_simulation_config
 
 from _study import json_object, output_path, study_parser
@@ -83,7 +86,7 @@ def parse_parameters(text: str) -> dict[str, Any]:
     return json_object(text, "--set")
 
 
-TRAIN_SET_PARAMETERS = {"strain_min", "strain_max", "snr_db"}
+TRAIN_SET_PARAMETERS = {"strain_min", "strain_max", "snr_db", "pulse_ranges"}
 GUIDE_FIELDS = {"guide_quantile", "guide_margin"}
 
 
@@ -168,9 +171,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"--base: {err}") from err
     paths = notebook_datasets(args.data_dir, p)
     if args.train_set:  # same pairs' seed, other simulation parameters: a separate cached training set
-        train_params = {**p, **args.train_set}
-        paths["train"] = ensure_dataset(args.data_dir, notebook_simulation_config(train_params), p["n_train"],
-                                        p["seed"], workers=p["workers"], name="sim_train")
+        changes = dict(args.train_set)
+        config = notebook_simulation_config({**p, **changes})
+        if "pulse_ranges" in changes:  # per-pair centre frequency / bandwidth / SNR (Hz, fraction, dB)
+            try:
+                config = dataclasses.replace(config, pulse_ranges=PulseRanges.from_dict(changes["pulse_ranges"]))
+            except (TypeError, ValueError) as err:
+                raise SystemExit(f"--train-set pulse_ranges: {err}") from err
+        paths["train"] = ensure_dataset(args.data_dir, config, p["n_train"], p["seed"], workers=p["workers"],
+                                        name="sim_train")
     common = dict(profile=args.profile)
     base_dir = ensure_unsupervised_model(args.data_dir, "teacher", base, paths["train"], **common)
     tile = base.crop if p["tiled_inference"] else None

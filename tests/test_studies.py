@@ -13,6 +13,7 @@ import pytest
 from cdpkd import recipes
 from cdpkd.losses import UnsupervisedLoss
 from cdpkd.recipes import UnsupervisedRecipe, ensure_teacher, refinement_recipe, teacher_base_recipe
+from cdpkd.sim import read_metas
 from cdpkd.sim.study import notebook_datasets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,13 +108,15 @@ def test_refine_study_base_train_set_and_guide_options(study, smoke_teacher, dat
     p, stages = smoke_teacher
     result = study.main([
         "--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "v3.json"),
-        "--base", '{"axial_offset": 4, "release_fraction": 0.5}', "--train-set", '{"strain_min": 0.001}',
+        "--base", '{"axial_offset": 4, "release_fraction": 0.5}', "--train-set", '{"strain_min": 0.001, "pulse_ranges": {"fc_hz": [4e6, 6e6]}}',
         "--guided", "--guide", '{"guide_quantile": 0.5, "guide_margin": 0}', "--variant", 'short={"steps": 2}',
         "--release", "--probe-frame",
     ])
     assert result["base_recipe"]["axial_offset"] == 4 and result["base_recipe"]["release_fraction"] == 0.5
     assert result["base_artifact"] != stages[0].name
     assert result["training_set"] != notebook_datasets(data_root, p)["train"].parent.name
+    trained_on = read_metas(data_root / "sim_train" / result["training_set"] / "pairs.h5")
+    assert all(4e6 <= m["fc_hz"] <= 6e6 for m in trained_on) and min(m["applied_strain"] for m in trained_on) >= 0.001
     assert result["evaluation"]["guide"] == {"guide_quantile": 0.5, "guide_margin": 0}
     (row,) = result["variants"]
     stage_recipe = json.loads((data_root / "teacher" / row["artifact"] / "artifact.json").read_text())["params"]
@@ -123,7 +126,8 @@ def test_refine_study_base_train_set_and_guide_options(study, smoke_teacher, dat
         assert len(row[label]["per_pair_strain_rmse"]) == p["n_test"] and row[label]["mean"]["strain_rmse"] > 0
     assert result["evaluation"]["probe_frame"]
     for option, value in [("--base", '{"init_from": "x"}'), ("--train-set", '{"n_train": 3}'),
-                          ("--guide", '{"guided": true}'), ("--guide", '{"guide_quantile": 0.5}')]:  # last: no --guided
+                          ("--guide", '{"guided": true}'), ("--guide", '{"guide_quantile": 0.5}'),  # no --guided
+                          ("--train-set", '{"pulse_ranges": {"fc_hz": [4e6, 30e6]}}')]:  # above Nyquist
         with pytest.raises(SystemExit):
             study.main(["--profile", "smoke", "--data-dir", str(data_root), option, value, "--score-base"])
     with pytest.raises(SystemExit, match="release_fraction"):  # refused by the recipe, before anything trains

@@ -22,6 +22,7 @@ import numpy as np
 from .fem import Compression, solve_compression
 from .imaging import ImagingConfig, Scatterers
 from .phantom import Phantom, PhantomSpec, random_phantom
+from .pulse_variation import PulseRanges
 from .rf_convolution import add_noise, scatterer_margins_m, simulate_rf
 
 Simulator = Literal["convolution", "simus"]
@@ -42,6 +43,10 @@ class SimulationConfig:
         element_size_m: FEM mesh size.
         poisson: Poisson's ratio of the tissue.
         simulator: ``"convolution"`` (fast, default) or ``"simus"`` (pymust).
+        pulse_ranges: per-pair draws of the centre frequency, bandwidth and SNR
+            (:class:`~cdpkd.sim.pulse_variation.PulseRanges`); None = ``imaging``'s values
+            for every pair. Left out of :meth:`to_dict` when None, so existing sets keep
+            their cache keys.
     """
 
     imaging: ImagingConfig = field(default_factory=ImagingConfig)
@@ -52,6 +57,7 @@ class SimulationConfig:
     element_size_m: float = 0.8e-3
     poisson: float = 0.495
     simulator: Simulator = "convolution"
+    pulse_ranges: PulseRanges | None = None
 
     def __post_init__(self) -> None:
         lo, hi = self.strain_range
@@ -65,17 +71,25 @@ class SimulationConfig:
             raise ValueError(f"bonded_probability must be in [0, 1], got {self.bonded_probability!r}")
         if self.simulator not in ("convolution", "simus"):
             raise ValueError(f"simulator must be 'convolution' or 'simus', got {self.simulator!r}")
+        if self.pulse_ranges is not None:
+            if not isinstance(self.pulse_ranges, PulseRanges):
+                raise ValueError(f"pulse_ranges must be a PulseRanges or None, got {self.pulse_ranges!r}")
+            self.pulse_ranges.check(self.imaging)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["pulse_ranges"] is None:
+            del d["pulse_ranges"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> SimulationConfig:
         d = dict(d)
         imaging = ImagingConfig(**d.pop("imaging", {}))
+        pulse_ranges = PulseRanges.from_dict(d.pop("pulse_ranges", None))
         spec = {k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("phantom", {}).items()}
         d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(imaging=imaging, phantom=PhantomSpec(**spec), **d)
+        return cls(imaging=imaging, phantom=PhantomSpec(**spec), pulse_ranges=pulse_ranges, **d)
 
 
 @dataclass
@@ -119,19 +133,21 @@ def random_scatterers(rng: np.random.Generator, phantom: Phantom, imaging: Imagi
     return Scatterers(z, x, sign * np.sqrt(phantom.echogenicity(z, x)))
 
 
-def _render(scatterers: Scatterers, config: SimulationConfig) -> np.ndarray:
+def _render(scatterers: Scatterers, config: SimulationConfig, imaging: ImagingConfig) -> np.ndarray:
     if config.simulator == "simus":
         from .rf_simus import simulate_rf_simus
 
-        return simulate_rf_simus(scatterers, config.imaging)
-    return simulate_rf(scatterers, config.imaging)
+        return simulate_rf_simus(scatterers, imaging)
+    return simulate_rf(scatterers, imaging)
 
 
 def simulate_pair(config: SimulationConfig, seed: int) -> SimulatedPair:
     """Simulate one pair; the same ``(config, seed)`` gives the same bytes."""
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    img = config.imaging
+    img, pulse = config.imaging, {}
+    if config.pulse_ranges is not None:  # drawn from a generator of their own: the rest stays as without
+        img, pulse = config.pulse_ranges.draw(img, int(seed))
     rng = np.random.default_rng(int(seed))
     phantom = random_phantom(rng, img.depth_m, img.width_m, config.phantom)
     compression = Compression(
@@ -147,8 +163,8 @@ def simulate_pair(config: SimulationConfig, seed: int) -> SimulatedPair:
         front = scatterers.z_m > 0
         scatterers = Scatterers(scatterers.z_m[front], scatterers.x_m[front], scatterers.amplitude[front])
     uz_s, ux_s = solution.displacement_at(scatterers.z_m, scatterers.x_m)
-    pre_clean = _render(scatterers, config)
-    post_clean = _render(scatterers.displaced(uz_s, ux_s), config)
+    pre_clean = _render(scatterers, config, img)
+    post_clean = _render(scatterers.displaced(uz_s, ux_s), config, img)
     power = float(np.mean(pre_clean.astype(np.float64) ** 2))
     pre = add_noise(pre_clean, img.snr_db, rng, power)
     post = add_noise(post_clean, img.snr_db, rng, power)
@@ -164,6 +180,7 @@ def simulate_pair(config: SimulationConfig, seed: int) -> SimulatedPair:
         "n_inclusions": len(phantom.inclusions),
         "inclusions": [asdict(inc) for inc in phantom.inclusions],
         "n_scatterers": len(scatterers),
+        **pulse,
     }
     return SimulatedPair(
         pre=pre,
