@@ -88,31 +88,20 @@ def parse_parameters(text: str) -> dict[str, Any]:
 
 TRAIN_SET_PARAMETERS = {"strain_min", "strain_max", "snr_db", "pulse_ranges"}
 GUIDE_FIELDS = {"guide_quantile", "guide_margin"}
+BASE_FIELDS = {f.name for f in dataclasses.fields(UnsupervisedRecipe)} - {"init_from"}
 
 
-def parse_base(text: str) -> dict[str, Any]:
-    changes = json_object(text, "--base")
-    fields = {f.name for f in dataclasses.fields(UnsupervisedRecipe)} - {"init_from"}
-    unknown = sorted(set(changes) - fields)
-    if unknown:
-        raise argparse.ArgumentTypeError(f"--base: {unknown} are not fields of the teacher's recipe")
-    return changes
+def keys_among(option: str, allowed: set[str]):
+    """An argparse ``type=``: a JSON object whose keys are all in ``allowed``, else an error naming ``option``."""
 
+    def parse(text: str) -> dict[str, Any]:
+        changes = json_object(text, option)
+        unknown = sorted(set(changes) - allowed)
+        if unknown:
+            raise argparse.ArgumentTypeError(f"{option}: {unknown} are not among {sorted(allowed)}")
+        return changes
 
-def parse_train_set(text: str) -> dict[str, Any]:
-    changes = json_object(text, "--train-set")
-    unknown = sorted(set(changes) - TRAIN_SET_PARAMETERS)
-    if unknown:
-        raise argparse.ArgumentTypeError(f"--train-set: {unknown} are not among {sorted(TRAIN_SET_PARAMETERS)}")
-    return changes
-
-
-def parse_guide(text: str) -> dict[str, Any]:
-    changes = json_object(text, "--guide")
-    unknown = sorted(set(changes) - GUIDE_FIELDS)
-    if unknown:
-        raise argparse.ArgumentTypeError(f"--guide: {unknown} are not among {sorted(GUIDE_FIELDS)}")
-    return changes
+    return parse
 
 
 def variant_plan(variants: list[tuple[str, dict[str, Any]]], profile_refine: Any) -> list[tuple[str, Any, str | None]]:
@@ -144,11 +133,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--ncc", action="store_true", help="also score NCC block matching (notebook 01's), as a reference")
     parser.add_argument("--set", type=parse_parameters, default={}, metavar="JSON",
                         help="notebook 01 parameters to change, e.g. the base teacher's teacher_model_overrides")
-    parser.add_argument("--base", type=parse_base, default={}, metavar="JSON",
+    parser.add_argument("--base", type=keys_among("--base", BASE_FIELDS), default={}, metavar="JSON",
                         help="fields of the base stage's recipe to change (the refinement stages inherit them)")
-    parser.add_argument("--train-set", type=parse_train_set, default={}, metavar="JSON",
+    parser.add_argument("--train-set", type=keys_among("--train-set", TRAIN_SET_PARAMETERS), default={}, metavar="JSON",
                         help=f"simulation parameters of the training set only, among {sorted(TRAIN_SET_PARAMETERS)}")
-    parser.add_argument("--guide", type=parse_guide, default={}, metavar="JSON",
+    parser.add_argument("--guide", type=keys_among("--guide", GUIDE_FIELDS), default={}, metavar="JSON",
                         help="guided tiles' guide_quantile / guide_margin (default: the estimator's)")
     args = parser.parse_args(argv)
     run_provenance = provenance()  # the code that starts the run, before hours of training
