@@ -30,14 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from cdpkd.atomic import write_text
 from cdpkd.classic import ncc_block_matching
 from cdpkd.estimators import default_device, network_estimator
 from cdpkd.io import CIRS059_ACQUISITION, read_rf
-from cdpkd.metrics import axial_strain
-from cdpkd.ops import warp
+from cdpkd.metrics import axial_strain, warp_ncc
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
 from cdpkd.realdata import inner_mask, no_reference_metrics, roi_mask
 from cdpkd.recipes import load_trained
@@ -52,24 +50,24 @@ OFF_SAMPLES = 2.0  # an axial displacement this far from the reference's counts 
 
 def agreement_by_depth(pre: np.ndarray, post: np.ndarray, disp: np.ndarray, reference: np.ndarray,
                        band: int = DEPTH_BAND) -> list[dict[str, Any]]:
-    """Per band of ``band`` rows of the H x W frames: ``warp_ncc``, the Pearson correlation of ``pre``
-    and ``post`` motion-compensated by ``disp`` (2 x H x W; pixels sampled outside the post frame left
-    out), and ``share_off``, the share of pixels whose axial displacement is more than
-    :data:`OFF_SAMPLES` samples from ``reference``'s (2 x H x W, e.g. NCC block matching's)."""
-    post_t = torch.as_tensor(np.asarray(post, np.float32))[None, None]
-    disp_t = torch.as_tensor(np.asarray(disp, np.float32))[None]
-    warped = warp(post_t, disp_t, padding="zeros", backend="reference")[0, 0].numpy()
+    """Per band of ``band`` rows of the H x W frames: ``warp_ncc`` (:func:`cdpkd.metrics.warp_ncc` of
+    ``pre`` and ``post`` motion-compensated by ``disp``, 2 x H x W, over the band's pixels sampled inside
+    the post frame; NaN if there are none), and ``share_off``, the share of pixels whose axial
+    displacement is more than :data:`OFF_SAMPLES` samples from ``reference``'s (2 x H x W, e.g. NCC
+    block matching's)."""
     height, width = pre.shape
-    rows = np.arange(height)[:, None] + disp[0]
-    cols = np.arange(width)[None, :] + disp[1]
-    inside = (rows >= 0) & (rows <= height - 1) & (cols >= 0) & (cols <= width - 1)
+    frames = [np.asarray(x, np.float32)[None, None] for x in (pre, post)]
     off = np.abs(disp[0] - reference[0]) > OFF_SAMPLES
     bands = []
     for top in range(0, height, band):
-        sl = slice(top, min(top + band, height))
-        a, b = pre[sl][inside[sl]], warped[sl][inside[sl]]
-        ncc = float(np.corrcoef(a, b)[0, 1]) if a.size > 1 and a.std() > 0 and b.std() > 0 else float("nan")
-        bands.append({"rows": [top, sl.stop], "warp_ncc": ncc, "share_off": float(off[sl].mean())})
+        rows = slice(top, min(top + band, height))
+        region = np.zeros((height, width), bool)
+        region[rows] = True
+        try:
+            ncc = float(warp_ncc(*frames, np.asarray(disp, np.float32)[None], region=region)[0])
+        except ValueError:  # every pixel of the band samples outside the post frame
+            ncc = float("nan")
+        bands.append({"rows": [top, rows.stop], "warp_ncc": ncc, "share_off": float(off[rows].mean())})
     return bands
 
 

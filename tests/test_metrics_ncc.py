@@ -150,6 +150,39 @@ def test_warp_ncc_logic_with_stand_in_warp(monkeypatch):
         warp_ncc(pre, post, disp * float("nan"))
 
 
+def test_warp_ncc_region_scores_only_its_pixels(monkeypatch):
+    import cdpkd.ops
+
+    monkeypatch.setattr(cdpkd.ops, "warp", _integer_warp, raising=False)
+    pre, post, disp = _shift_pair()
+    lost = disp.clone()
+    lost[:, 0, 24:] = 0.0  # the match is lost below row 24
+    top = torch.zeros(48, 16, dtype=torch.bool)
+    top[:24] = True
+    assert float(warp_ncc(pre, post, lost, region=top)[0]) == pytest.approx(1.0, abs=1e-12)
+    assert abs(float(warp_ncc(pre, post, lost, region=~top)[0])) < 0.3
+    whole = float(warp_ncc(pre, post, lost)[0])
+    assert abs(whole) + 0.3 < 1.0  # the frame's NCC mixes both halves
+    # Local NCC: windows straddling row 24 mix both halves, so only rows well above it score ~1.
+    upper = torch.zeros(48, 16, dtype=torch.bool)
+    upper[:16] = True
+    assert float(warp_ncc(pre, post, lost, window=(7, 3), region=upper)[0]) == pytest.approx(1.0, abs=1e-4)
+    # One region per sample (N x H x W), numpy in, numpy out.
+    both = torch.stack([top, ~top])
+    out = warp_ncc(pre.expand(2, -1, -1, -1).numpy(), post.expand(2, -1, -1, -1).numpy(),
+                   lost.expand(2, -1, -1, -1).numpy(), region=both.numpy())
+    assert out.shape == (2,) and out[0] == pytest.approx(1.0, abs=1e-12) and abs(out[1]) < 0.3
+    # The rows whose sampling position leaves the frame stay excluded inside the region.
+    bottom_rows = torch.zeros(48, 16, dtype=torch.bool)
+    bottom_rows[45:] = True  # rows 45-47 sample rows 48-50: all outside
+    with pytest.raises(ValueError, match="region holds no pixel"):
+        warp_ncc(pre, post, disp, region=bottom_rows)
+    with pytest.raises(ValueError, match="region has shape"):
+        warp_ncc(pre, post, disp, region=top[:, :8])
+    with pytest.raises(ValueError, match="region must be boolean"):
+        warp_ncc(pre, post, disp, region=top.double() * 2)
+
+
 def test_warp_ncc_with_real_warp():
     try:
         from cdpkd.ops import warp  # noqa: F401

@@ -182,6 +182,7 @@ def warp_ncc(
     window: int | tuple[int, int] | None = None,
     *,
     exclude_outside: bool = True,
+    region: Any = None,
     eps: float = 1e-6,
 ) -> ArrayLike:
     """NCC between the pre frame and the post frame motion-compensated by ``disp``.
@@ -199,6 +200,11 @@ def warp_ncc(
         exclude_outside: ignore pixels whose sampling position falls outside
             the post frame (their warped value is padding, not data), both
             in the average and inside the local windows.
+        region: optional bool (H, W) map, or one per sample (N x H x W), of
+            the pixels to score, e.g. one depth band: the global NCC is taken
+            over those pixels only; with ``window`` the local map (whose
+            windows still see the whole frame) is averaged over them. Combined
+            with ``exclude_outside``; an error if it leaves a sample no pixel.
         eps: relative variance floor of :func:`local_ncc`.
 
     Returns:
@@ -237,9 +243,17 @@ def warp_ncc(
     else:
         valid = torch.ones((), dtype=torch.bool, device=tpre.device).expand(tpre.shape)
 
+    scored = valid
+    if region is not None:
+        in_region = as_mask(region, torch.Size((N, H, W)), "region", tpre.device)
+        scored = valid & in_region.unsqueeze(1)
+        counts = scored[:, 0].sum(dim=(-2, -1))
+        if bool((counts == 0).any()):
+            n = int(torch.nonzero(counts == 0)[0])
+            raise ValueError(f"region holds no pixel sampled inside the post frame for sample {n}")
     if window is None:
-        per_channel = ncc(tpre, comp, valid)
+        per_channel = ncc(tpre, comp, scored)
     else:
         ncc_map = local_ncc(tpre, comp, window, valid, eps=eps)
-        per_channel = masked_mean(ncc_map, valid)
+        per_channel = masked_mean(ncc_map, scored)
     return to_output(per_channel.mean(dim=-1), as_numpy)
