@@ -1,4 +1,4 @@
-"""Do guided tiles help the networks? (the teacher issue's open gap: errors near the compressed surface)
+"""Do guided tiles help the networks, and what do fewer tiles cost? (errors near the compressed surface; CPU speed)
 
 Scores trained networks (cached artifacts of ``make reproduce``) on the simulated test set twice,
 exactly as notebook 01 does (overlapping tiles of the training crop, the same strain window and
@@ -9,8 +9,14 @@ displacement in the tile). The datasets and evaluation settings are notebook 01'
 
     python studies/guided_tiles.py --profile cpu --artifact teacher/b47059a98936d310
 
+``--overlap`` (repeatable) scores both modes at each given tile overlap instead of the notebook's
+(modes are then named ``plain@0.25`` ...): each pixel is estimated by about ``1 / (1 - overlap)^2``
+tiles, so the overlap sets most of a tiled network's inference time. ``--whole-frame`` also scores
+one forward on the whole frame (mode ``whole``: no tiles; the guided tiles' first pass alone).
+
 Writes ``studies/results/guided_tiles_<profile>.json`` (provenance, per network and mode the mean
-metrics, median and per-pair strain RMSE, with the applied strain of each pair).
+metrics (time per frame included), median and per-pair strain RMSE, with the applied strain of each
+pair).
 """
 
 from __future__ import annotations
@@ -35,7 +41,13 @@ NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = study_parser(__doc__, "guided_tiles")
     add_artifact_argument(parser, repeatable=True)
+    parser.add_argument("--overlap", type=float, action="append", default=None,
+                        help="tile overlap in [0, 1) to score at (repeatable; default: the notebook's)")
+    parser.add_argument("--whole-frame", action="store_true", help="also score one forward on the whole frame")
     args = parser.parse_args(argv)
+    bad = [o for o in args.overlap or [] if not 0.0 <= o < 1.0]
+    if bad:
+        parser.error(f"--overlap must be in [0, 1), got {bad}")
 
     p = resolved_parameters(args.profile, NOTEBOOK)
     if not p["tiled_inference"]:
@@ -45,16 +57,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tile = (p["teacher_crop_samples"], p["teacher_crop_lines"])
     device = default_device()  # as notebook 01 evaluates
     out = output_path(args)
+    overlaps = args.overlap or [p["tile_overlap"]]
     result = {
         **provenance(), "profile": args.profile,
-        "evaluation": {"tile": list(tile), "overlap": p["tile_overlap"], "strain_window": p["strain_window"],
+        "evaluation": {"tile": list(tile), "overlap": overlaps, "strain_window": p["strain_window"],
                        "border": [p["border_samples"], p["border_lines"]], "test_pairs": p["n_test"]},
         "networks": [],
     }
     for name, folder in folders.items():
         model = load_trained(folder, device)
-        estimators = {mode: network_estimator(model, device, tile=tile, overlap=p["tile_overlap"],
-                                              guided=mode == "guided") for mode in ("plain", "guided")}
+        estimators = {}
+        for overlap in overlaps:
+            suffix = f"@{overlap:g}" if args.overlap else ""
+            for mode in ("plain", "guided"):
+                estimators[mode + suffix] = network_estimator(model, device, tile=tile, overlap=overlap,
+                                                              guided=mode == "guided")
+        if args.whole_frame:
+            estimators["whole"] = network_estimator(model, device, tile=None)
         evaluation = evaluate_estimators(estimators, paths["test"], strain_window=p["strain_window"],
                                          border=(p["border_samples"], p["border_lines"]))
         per_pair = per_pair_table(evaluation, paths["test"])

@@ -190,6 +190,26 @@ def test_guided_tiles_study_scores_both_modes_per_pair(guided_study, smoke_teach
         guided_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--artifact", "teacher/missing"])
 
 
+def test_guided_tiles_study_scores_each_overlap_and_the_whole_frame(guided_study, smoke_teacher, data_root, tmp_path):
+    p, stages = smoke_teacher
+    name = f"teacher/{stages[-1].name}"
+    common = ["--profile", "smoke", "--data-dir", str(data_root), "--artifact", name]
+    ours = p["tile_overlap"]
+    assert ours != 0
+    result = guided_study.main([*common, "--out", str(tmp_path / "o.json"), "--overlap", str(ours), "--overlap", "0",
+                                "--whole-frame"])
+    assert result["evaluation"]["overlap"] == [ours, 0.0]
+    modes = result["networks"][0]["modes"]
+    assert set(modes) == {f"plain@{ours:g}", f"guided@{ours:g}", "plain@0", "guided@0", "whole"}
+    # The notebook's overlap named explicitly scores what the default run scores (same estimator, same pairs).
+    default = guided_study.main([*common, "--out", str(tmp_path / "d.json")])["networks"][0]["modes"]
+    assert modes[f"guided@{ours:g}"]["per_pair_strain_rmse"] == default["guided"]["per_pair_strain_rmse"]
+    assert modes["guided@0"]["per_pair_strain_rmse"] != default["guided"]["per_pair_strain_rmse"]
+    assert all(m["mean"]["time_per_frame_ms"] > 0 for m in modes.values())
+    with pytest.raises(SystemExit):
+        guided_study.main([*common, "--overlap", "1.0"])
+
+
 @pytest.fixture(scope="module")
 def diagnostics_study():
     return load_study("teacher_diagnostics.py")
