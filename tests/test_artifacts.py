@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cdpkd.artifacts import artifact_dir, artifact_key, cached
+from cdpkd.artifacts import _partial_prefix, artifact_dir, artifact_key, cached, remove_stale_partials
 from cdpkd.atomic import write_json
 
 
@@ -56,3 +56,23 @@ def test_write_json_is_atomic_and_refuses_nan(tmp_path):
         write_json(target, {"a": float("nan")})
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_a_killed_build_is_cleaned_up_by_the_next_one_on_this_host(tmp_path):
+    import subprocess
+    import sys
+
+    final = artifact_dir(tmp_path, "thing", {"n": 3})
+    prefix = _partial_prefix(final)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = final.with_name(prefix + dead.stdout.strip())  # that process has exited: its build is stale
+    alive = final.with_name(prefix + "1")  # pid 1 always runs: a build in progress
+    other_host = final.with_name(f"{final.name}.partial-elsewhere-{dead.stdout.strip()}")
+    for folder in (killed, alive, other_host):
+        folder.mkdir(parents=True)
+        (folder / "pairs.h5").write_bytes(b"half a dataset")
+    out = cached(tmp_path, "thing", {"n": 3}, lambda f: (f / "ok").write_text("1"))
+    assert (out / "ok").exists()
+    assert not killed.exists()
+    assert alive.exists() and other_host.exists()
+    assert remove_stale_partials(final) == []  # nothing more of this host's to remove

@@ -4,7 +4,11 @@ An artifact lives in ``<root>/<kind>/<key>/`` where ``key`` is a short hash of
 the canonical JSON of its parameters. A finished artifact holds
 ``artifact.json`` (parameters, provenance, build time); a build happens in a
 ``.partial`` folder renamed into place only when complete, so an interrupted
-build is simply redone and a finished one is never half-overwritten.
+build is simply redone and a finished one is never half-overwritten. A build
+killed outright (SIGKILL, out of memory) cannot clean up after itself; the next
+build of the same artifact on the same host removes its ``.partial`` folder
+(named by host and process id, so builds on other hosts sharing the cache are
+left alone).
 Notebooks ask for artifacts through :func:`cached`: built if missing, reused
 if present, whichever notebook asks first.
 """
@@ -15,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +60,35 @@ def is_complete(directory: Path) -> bool:
     return (directory / MANIFEST).is_file()
 
 
+def _partial_prefix(final: Path) -> str:
+    """``<key>.partial-<host>-``: the prefix of this host's build folders of ``final``."""
+    host = socket.gethostname().replace("-", "_").replace("/", "_") or "host"
+    return f"{final.name}.partial-{host}-"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_partials(final: Path) -> list[Path]:
+    """Remove the build folders of ``final`` left by this host's processes that no longer run
+    (a build killed before its ``finally`` could clean up); return what was removed."""
+    prefix = _partial_prefix(final)
+    removed = []
+    for folder in final.parent.glob(prefix + "*") if final.parent.is_dir() else []:
+        pid = folder.name[len(prefix):]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def cached(
     root: str | os.PathLike,
     kind: str,
@@ -78,7 +112,8 @@ def cached(
         if canonical_json(stored) != canonical_json(params):
             raise RuntimeError(f"artifact key collision in {final}: stored parameters differ")
         return final
-    partial = final.with_name(final.name + f".partial-{os.getpid()}")
+    remove_stale_partials(final)
+    partial = final.with_name(_partial_prefix(final) + str(os.getpid()))
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     start = time.perf_counter()
