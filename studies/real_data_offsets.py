@@ -49,15 +49,20 @@ OFF_SAMPLES = 2.0  # an axial displacement this far from the reference's counts 
 
 
 def agreement_by_depth(pre: np.ndarray, post: np.ndarray, disp: np.ndarray, reference: np.ndarray,
-                       band: int = DEPTH_BAND) -> list[dict[str, Any]]:
+                       band: int = DEPTH_BAND, *, strain_window: int | None = None,
+                       border: tuple[int, int] = (0, 0)) -> list[dict[str, Any]]:
     """Per band of ``band`` rows of the H x W frames: ``warp_ncc`` (:func:`cdpkd.metrics.warp_ncc` of
     ``pre`` and ``post`` motion-compensated by ``disp``, 2 x H x W, over the band's pixels sampled inside
-    the post frame; NaN if there are none), and ``share_off``, the share of pixels whose axial
+    the post frame; NaN if there are none), ``share_off``, the share of pixels whose axial
     displacement is more than :data:`OFF_SAMPLES` samples from ``reference``'s (2 x H x W, e.g. NCC
-    block matching's)."""
+    block matching's), and with ``strain_window`` (samples) ``mean_axial_strain``, the mean LSQ axial
+    strain of ``disp`` over the band's pixels inside ``border`` (samples, lines; NaN if none): where
+    in depth a mean strain comes from."""
     height, width = pre.shape
     frames = [np.asarray(x, np.float32)[None, None] for x in (pre, post)]
     off = np.abs(disp[0] - reference[0]) > OFF_SAMPLES
+    strain = axial_strain(np.asarray(disp, np.float32)[None], strain_window)[0, 0] if strain_window else None
+    inner = inner_mask((height, width), border)
     bands = []
     for top in range(0, height, band):
         rows = slice(top, min(top + band, height))
@@ -67,7 +72,11 @@ def agreement_by_depth(pre: np.ndarray, post: np.ndarray, disp: np.ndarray, refe
             ncc = float(warp_ncc(*frames, np.asarray(disp, np.float32)[None], region=region)[0])
         except ValueError:  # every pixel of the band samples outside the post frame
             ncc = float("nan")
-        bands.append({"rows": [top, rows.stop], "warp_ncc": ncc, "share_off": float(off[rows].mean())})
+        entry = {"rows": [top, rows.stop], "warp_ncc": ncc, "share_off": float(off[rows].mean())}
+        if strain is not None:
+            kept = strain[rows][inner[rows]]
+            entry["mean_axial_strain"] = float(kept.mean()) if kept.size else float("nan")
+        bands.append(entry)
     return bands
 
 
@@ -145,7 +154,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if method == "ncc":  # first in `methods`: the reference of every method's by-depth agreement
                 reference = disp
             row["methods"][method] = {**describe(a, b, disp, window, border, rois), "seconds": seconds,
-                                      "by_depth": agreement_by_depth(a, b, disp, reference)}
+                                      "by_depth": agreement_by_depth(a, b, disp, reference, strain_window=window,
+                                                                     border=border)}
         result["pairs"].append(row)
         print(name + ": " + "; ".join(f"{m} warp NCC {v['warp_ncc']:.3f}, axial {v['axial_p01']:.1f}..{v['axial_p99']:.1f}"
                                       for m, v in row["methods"].items()), flush=True)

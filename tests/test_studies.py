@@ -266,6 +266,14 @@ def test_real_data_offsets_agreement_by_depth_on_known_fields(offsets_study):
     assert all(abs(b["warp_ncc"]) < 0.2 and b["share_off"] == 1.0 for b in bands[1:])
     same = offsets_study.agreement_by_depth(frame, post, right, right, band=100)
     assert all(b["share_off"] == 0.0 and b["warp_ncc"] == pytest.approx(1.0) for b in same)
+    assert all("mean_axial_strain" not in b for b in same)
+    # With a strain window: the mean axial strain of each band, inside the border.
+    strained = np.zeros((2, 300, 20), np.float32)
+    rows = np.arange(300, dtype=np.float32)
+    strained[0] = np.where(rows < 100, -0.01 * rows, -1.0 - 0.002 * (rows - 100))[:, None]  # -1 %, then -0.2 %
+    bands = offsets_study.agreement_by_depth(frame, frame, strained, right, band=100, strain_window=11, border=(8, 2))
+    assert bands[0]["mean_axial_strain"] == pytest.approx(-0.01, abs=2e-4)
+    assert bands[2]["mean_axial_strain"] == pytest.approx(-0.002, abs=1e-5)
 
 
 def test_real_data_offsets_describe_on_known_fields(offsets_study):
