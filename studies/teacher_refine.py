@@ -67,7 +67,6 @@ from cdpkd.recipes import (
 from cdpkd.runtime import provenance
 from cdpkd.sim import ensure_probe_frame_set, ensure_release_set
 from cdpkd.sim.dataset import ensure_dataset
-from cdpkd.sim.pulse_variation import PulseRanges
 from cdpkd.sim.study import notebook_datasets, notebook_simulation_config
 
 from _study import json_object, output_path, study_parser
@@ -160,13 +159,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"--base: {err}") from err
     paths = notebook_datasets(args.data_dir, p)
     if args.train_set:  # same pairs' seed, other simulation parameters: a separate cached training set
-        changes = dict(args.train_set)
-        config = notebook_simulation_config({**p, **changes})
-        if "pulse_ranges" in changes:  # per-pair centre frequency / bandwidth / SNR (Hz, fraction, dB)
-            try:
-                config = dataclasses.replace(config, pulse_ranges=PulseRanges.from_dict(changes["pulse_ranges"]))
-            except (TypeError, ValueError) as err:
-                raise SystemExit(f"--train-set pulse_ranges: {err}") from err
+        try:
+            config = notebook_simulation_config({**p, **args.train_set})
+        except (TypeError, ValueError) as err:
+            raise SystemExit(f"--train-set: {err}") from err
         paths["train"] = ensure_dataset(args.data_dir, config, p["n_train"], p["seed"], workers=p["workers"],
                                         name="sim_train")
     common = dict(profile=args.profile)

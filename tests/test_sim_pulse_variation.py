@@ -58,3 +58,17 @@ def test_config_round_trip_and_bad_ranges():
         SimulationConfig(imaging=SMALL, pulse_ranges=PulseRanges(fc_hz=(4e6, 25e6)))
     with pytest.raises(ValueError, match="PulseRanges or None"):
         SimulationConfig(imaging=SMALL, pulse_ranges={"fc_hz": (4e6, 6e6)})
+
+
+def test_notebook_parameters_carry_pulse_ranges_optionally():
+    from cdpkd.sim.study import notebook_simulation_config
+
+    params = dict(n_samples=512, n_lines=32, fs_mhz=40.0, fc_mhz=5.0, pitch_mm=0.2, snr_db=30.0,
+                  strain_min=0.005, strain_max=0.03)
+    plain = notebook_simulation_config(params)  # no notebook declares pulse_ranges
+    assert plain.pulse_ranges is None and "pulse_ranges" not in plain.to_dict()
+    varied = notebook_simulation_config({**params, "pulse_ranges": {"fc_hz": [4e6, 6e6], "snr_db": [15, 40]}})
+    assert varied.pulse_ranges == PulseRanges(fc_hz=(4e6, 6e6), snr_db=(15.0, 40.0))
+    assert {k: v for k, v in varied.to_dict().items() if k != "pulse_ranges"} == plain.to_dict()
+    with pytest.raises(ValueError, match="do not fit the imaging config"):
+        notebook_simulation_config({**params, "pulse_ranges": {"fc_hz": [4e6, 30e6]}})

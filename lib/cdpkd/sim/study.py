@@ -15,6 +15,7 @@ from typing import Any
 from .dataset import ensure_dataset
 from .imaging import ImagingConfig
 from .pair import SimulationConfig
+from .pulse_variation import PulseRanges
 
 # Base-seed offsets keep train, test and SIMUS sets disjoint for the same study seed.
 TEST_SEED_OFFSET = 1_000_000
@@ -32,8 +33,14 @@ def simulation_config(
     strain_min: float = 0.005,
     strain_max: float = 0.03,
     simulator: str = "convolution",
+    pulse_ranges: Mapping[str, Any] | None = None,
 ) -> SimulationConfig:
-    """A :class:`SimulationConfig` from notebook-style parameters (MHz, mm, fractions)."""
+    """A :class:`SimulationConfig` from notebook-style parameters (MHz, mm, fractions).
+
+    ``pulse_ranges``: per-pair draws as JSON-style ranges in the config's own units, e.g.
+    ``{"fc_hz": [3.5e6, 6.5e6], "snr_db": [15, 40]}`` (:class:`~cdpkd.sim.pulse_variation.PulseRanges`);
+    None (the default) keeps every pair at the pulse above and the sets' cache keys unchanged.
+    """
     imaging = ImagingConfig(
         n_samples=int(n_samples),
         n_lines=int(n_lines),
@@ -42,7 +49,8 @@ def simulation_config(
         pitch_m=float(pitch_mm) * 1e-3,
         snr_db=None if snr_db is None else float(snr_db),
     )
-    return SimulationConfig(imaging=imaging, strain_range=(float(strain_min), float(strain_max)), simulator=simulator)
+    return SimulationConfig(imaging=imaging, strain_range=(float(strain_min), float(strain_max)), simulator=simulator,
+                            pulse_ranges=PulseRanges.from_dict(pulse_ranges))
 
 
 def study_datasets(
@@ -76,11 +84,11 @@ def study_datasets(
 
 def notebook_simulation_config(params: Mapping[str, Any]) -> SimulationConfig:
     """The training/test :func:`simulation_config` of the notebooks' parameters (e.g.
-    :func:`cdpkd.pipeline.resolved_parameters`)."""
+    :func:`cdpkd.pipeline.resolved_parameters`); ``pulse_ranges`` is optional (no notebook declares it)."""
     return simulation_config(
         n_samples=params["n_samples"], n_lines=params["n_lines"], fs_mhz=params["fs_mhz"], fc_mhz=params["fc_mhz"],
         pitch_mm=params["pitch_mm"], snr_db=params["snr_db"], strain_min=params["strain_min"],
-        strain_max=params["strain_max"],
+        strain_max=params["strain_max"], pulse_ranges=params.get("pulse_ranges"),
     )
 
 
