@@ -62,8 +62,7 @@ def is_complete(directory: Path) -> bool:
 
 def _partial_prefix(final: Path) -> str:
     """``<key>.partial-<host>-``: the prefix of this host's build folders of ``final``."""
-    host = socket.gethostname().replace("-", "_").replace("/", "_") or "host"
-    return f"{final.name}.partial-{host}-"
+    return f"{final.name}.partial-{socket.gethostname() or 'host'}-"
 
 
 def _process_alive(pid: int) -> bool:
