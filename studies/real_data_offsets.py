@@ -60,8 +60,9 @@ def agreement_by_depth(pre: np.ndarray, post: np.ndarray, disp: np.ndarray, refe
     in depth a mean strain comes from."""
     height, width = pre.shape
     frames = [np.asarray(x, np.float32)[None, None] for x in (pre, post)]
+    batch = np.asarray(disp, np.float32)[None]  # 1 x 2 x H x W, as the metrics take it
     off = np.abs(disp[0] - reference[0]) > OFF_SAMPLES
-    strain = axial_strain(np.asarray(disp, np.float32)[None], strain_window)[0, 0] if strain_window else None
+    strain = axial_strain(batch, strain_window)[0, 0] if strain_window else None
     inner = inner_mask((height, width), border)
     bands = []
     for top in range(0, height, band):
@@ -69,7 +70,7 @@ def agreement_by_depth(pre: np.ndarray, post: np.ndarray, disp: np.ndarray, refe
         region = np.zeros((height, width), bool)
         region[rows] = True
         try:
-            ncc = float(warp_ncc(*frames, np.asarray(disp, np.float32)[None], region=region)[0])
+            ncc = float(warp_ncc(*frames, batch, region=region)[0])
         except ValueError:  # every pixel of the band samples outside the post frame
             ncc = float("nan")
         entry = {"rows": [top, rows.stop], "warp_ncc": ncc, "share_off": float(off[rows].mean())}
