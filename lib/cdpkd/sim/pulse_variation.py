@@ -1,7 +1,7 @@
 """Per-pair draws of the pulse and noise, so a training set is not one transducer's speckle.
 
 Real echoes differ from the default simulation: the forearm data's spectral peak is ~4.2 MHz
-against the simulation's 5 MHz, and attenuation lowers it further with depth. A network
+against the simulation's 5 MHz (and, plausibly, lower with depth through attenuation). A network
 trained on one centre frequency has seen one speckle size. :class:`PulseRanges` draws the
 centre frequency, the fractional bandwidth and the SNR of each pair uniformly in ranges,
 from a generator of its own (seeded by the pair's seed), so sets without ranges keep their
