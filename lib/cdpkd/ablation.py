@@ -51,6 +51,7 @@ from .recipes import (
     ensure_unsupervised_model,
 )
 from .recipes.teacher import require_parameters
+from .report import mean_std_text
 
 KINDS = ("cdp_kdnet", "dpnet", "baseline")
 OURS = "CDP-KDNet (ours)"
@@ -382,12 +383,8 @@ def summarize(
 
 def mean_std_strings(summary: pd.DataFrame, metrics: Sequence[str], fmt: str = "{:.3g}") -> pd.DataFrame:
     """``mean ± std`` strings of ``metrics`` (for display; the numbers stay in ``summary``)."""
-
-    def cell(mean: float, std: float) -> str:
-        return fmt.format(mean) if pd.isna(std) else f"{fmt.format(mean)} ± {fmt.format(std)}"
-
     return pd.DataFrame(
-        {m: [cell(a, b) for a, b in zip(summary[m], summary[f"{m}_std"])] for m in metrics},
+        {m: [mean_std_text(a, b, fmt) for a, b in zip(summary[m], summary[f"{m}_std"])] for m in metrics},
         index=summary.index,
     )
 

@@ -23,14 +23,16 @@ the run it claims to come from.
 from __future__ import annotations
 
 import argparse
-import csv
-import math
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from .atomic import write_text
+from .report import markdown_table, mean_std_text
 from .runtime import REPO_ROOT
 
 MARKER = re.compile(r"^<!-- table: (?P<source>[^;]+?)(?:; columns: (?P<columns>[^>]+?))? -->$")
@@ -66,9 +68,8 @@ SPREAD_FORMAT = "{:.2g}"  # a seed spread has no third significant digit worth p
 
 @dataclass(frozen=True)
 class MarkedTable:
-    """One marked table: its marker line (0-based), the table's line span [start, stop) and spec."""
+    """One marked table: its line span [start, stop) (0-based; the marker is the line before) and spec."""
 
-    marker_line: int
     start: int
     stop: int
     source: str
@@ -91,49 +92,37 @@ def find_tables(lines: list[str]) -> list[MarkedTable]:
         if stop == i + 1:
             raise ValueError(f"line {i + 1}: table marker for {match['source']} is not followed by a table")
         columns = tuple(match["columns"].split()) if match["columns"] else None
-        found.append(MarkedTable(i, i + 1, stop, match["source"].strip(), columns))
+        found.append(MarkedTable(i + 1, stop, match["source"].strip(), columns))
     return found
 
 
-def _number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _cell(column: str, value: str, std: str | None) -> str:
-    number = _number(value)
-    if number is None or value == "":
-        return value if value != "" else "—"
-    if math.isnan(number):
+def _cell(column: str, value: Any, std: Any = None) -> str:
+    """One rendered cell: text as is, a number in its column's format (``mean ± std`` with a
+    finite spread), a missing or NaN number as a dash."""
+    if isinstance(value, str):
+        return value
+    if value is None or pd.isna(value):
         return "—"
-    fmt = COLUMN_FORMATS.get(column, DEFAULT_FORMAT)
-    text = fmt.format(number)
-    spread = _number(std) if std not in (None, "") else None
-    if spread is not None and math.isfinite(spread):
-        text += " ± " + SPREAD_FORMAT.format(spread)
-    return text
+    spread = None if std is None or pd.isna(std) else float(std)
+    return mean_std_text(float(value), spread, COLUMN_FORMATS.get(column, DEFAULT_FORMAT), SPREAD_FORMAT)
 
 
 def render_csv(path: Path, columns: tuple[str, ...] | None = None) -> str:
     """A CSV result table as Markdown: ``columns`` (default: all but the ``_std`` ones), titled
     by :data:`COLUMN_TITLES`, numbers formatted, ``mean ± std`` where a ``<column>_std`` exists."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
+    frame = pd.read_csv(path)
+    if frame.empty:
         raise ValueError(f"{path}: no rows")
-    header = list(rows[0])
+    header = list(frame.columns)
     chosen = list(columns) if columns else [c for c in header if not c.endswith("_std")]
     missing = [c for c in chosen if c not in header]
     if missing:
         raise ValueError(f"{path}: no column(s) {missing}; it has {header}")
-    titles = [COLUMN_TITLES.get(c, c) for c in chosen]
-    lines = ["| " + " | ".join(titles) + " |", "|" + "|".join("---" for _ in chosen) + "|"]
-    for row in rows:
-        cells = [_cell(c, row[c], row.get(f"{c}_std")) for c in chosen]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    cells = {}
+    for column in chosen:
+        spreads = frame[f"{column}_std"] if f"{column}_std" in frame else [None] * len(frame)
+        cells[COLUMN_TITLES.get(column, column)] = [_cell(column, v, s) for v, s in zip(frame[column], spreads)]
+    return markdown_table(pd.DataFrame(cells))
 
 
 def render(source: str, columns: tuple[str, ...] | None, root: Path = REPO_ROOT) -> str:

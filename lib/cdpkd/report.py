@@ -36,6 +36,15 @@ def markdown_table(df: Any, float_format: str = "{:.4g}") -> str:
     return "\n".join([header, rule, *rows]) + "\n"
 
 
+def mean_std_text(mean: float, std: float | None = None, fmt: str = "{:.3g}", spread_fmt: str | None = None) -> str:
+    """``mean`` formatted, followed by `` ± std`` when ``std`` is finite (``spread_fmt``, default
+    ``fmt``); a single seed's NaN spread prints the mean alone."""
+    text = fmt.format(mean)
+    if std is not None and math.isfinite(std):
+        text += " ± " + (spread_fmt or fmt).format(std)
+    return text
+
+
 class NotebookReport:
     """Writes one notebook's outputs for one profile.
 
