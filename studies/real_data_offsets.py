@@ -63,7 +63,7 @@ def agreement_by_depth(pre: np.ndarray, post: np.ndarray, disp: np.ndarray, refe
     batch = np.asarray(disp, np.float32)[None]  # 1 x 2 x H x W, as the metrics take it
     off = np.abs(disp[0] - reference[0]) > OFF_SAMPLES
     strain = axial_strain(batch, strain_window)[0, 0] if strain_window else None
-    inner = inner_mask((height, width), border)
+    inner = inner_mask((height, width), border) if strain_window else None
     bands = []
     for top in range(0, height, band):
         rows = slice(top, min(top + band, height))
