@@ -438,3 +438,47 @@ def test_component_loss_study_rejects_unknown_loss_fields_and_variants(component
     with pytest.raises(SystemExit, match="not components variants"):
         component_loss_study.main([*common, "--loss", '{"final_weight": 1}', "--variant", "no pruning"])
     assert not (tmp_path / "x.json").exists()
+
+
+# studies/notebook_variant.py: a notebook runs with a changed parameter into its own work folder;
+# changes no notebook declares, or that would move its inputs and outputs, are refused before anything runs.
+@pytest.fixture(scope="module")
+def variant_study():
+    return load_study("notebook_variant.py")
+
+
+def test_variant_study_runs_the_notebook_with_the_change_into_the_work_dir(variant_study, data_root, tmp_path):
+    work, out = tmp_path / "work", tmp_path / "variant.json"
+    result = variant_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(out),
+                                 "--name", "no_timing", "--notebook", "00", "--set", "timing_repeats=0",
+                                 "--work-dir", str(work)])
+    assert json.loads(out.read_text()) == result
+    assert result["changes"] == {"timing_repeats": 0} and result["profile"] == "smoke"
+    own = result["notebooks"]["00_data_simulation"]["result"]
+    assert own["notebook"] == "00_data_simulation" and own["profile"] == "smoke"
+    assert (work / "smoke" / "00_data_simulation.json").is_file()
+    # papermill's injected cell carries the change, after the profile's own values
+    executed = json.loads((work / "00_data_simulation.ipynb").read_text())
+    injected = next(c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
+    assert "timing_repeats = 0" in "".join(injected["source"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--notebook", "00", "--set", "no_such_parameter=1"], "has no parameter ['no_such_parameter']"),
+    (["--notebook", "00", "--set", "results_dir=\"/tmp\""], "the study sets profile, data_dir, results_dir itself"),
+    (["--notebook", "00", "--set", "timing_repeats"], "expected NAME=VALUE"),
+    (["--notebook", "99", "--set", "timing_repeats=0"], "no such notebook"),
+])
+def test_variant_study_refuses_bad_changes_before_running(variant_study, tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        variant_study.main(["--profile", "smoke", "--name", "bad", "--out", str(tmp_path / "x.json"),
+                            "--work-dir", str(tmp_path / "work"), *argv])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "work").exists()
+
+
+def test_variant_study_parse_setting_reads_json_and_keeps_plain_strings(variant_study):
+    assert variant_study.parse_setting("student_width_multiple=16") == ("student_width_multiple", 16)
+    assert variant_study.parse_setting('teacher_loss_overrides={"final_weight": 2.0}') == (
+        "teacher_loss_overrides", {"final_weight": 2.0})
+    assert variant_study.parse_setting("distiller=feature") == ("distiller", "feature")

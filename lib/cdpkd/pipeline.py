@@ -128,7 +128,13 @@ def resolved_parameters(profile_name: str, notebook: Path) -> dict[str, Any]:
     return {**defaults, **notebook_parameters(load_profile(profile_name), notebook)}
 
 
-def _select(notebooks: list[Path], only: list[str] | None) -> list[Path]:
+def select_notebooks(notebooks: list[Path], only: list[str] | None) -> list[Path]:
+    """The notebooks named in ``only`` (by number or stem), in the order of ``notebooks``; all of them
+    when ``only`` is empty.
+
+    Raises:
+        PipelineError: naming what matches no notebook.
+    """
     if not only:
         return notebooks
     chosen = [nb for nb in notebooks if any(nb.stem == o or nb.stem.startswith(f"{o}_") for o in only)]
@@ -138,7 +144,13 @@ def _select(notebooks: list[Path], only: list[str] | None) -> list[Path]:
     return chosen
 
 
-def _execute(notebook: Path, output: Path, params: dict[str, Any]) -> None:
+def execute_notebook(notebook: Path, output: Path, params: dict[str, Any]) -> None:
+    """Run ``notebook`` with papermill (in its own folder, parameters injected) and save the executed
+    copy to ``output``.
+
+    Raises:
+        PipelineError: naming the failing cell and where the executed copy with the traceback is.
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -182,7 +194,7 @@ def run(profile_name: str, only: list[str] | None = None, resume: bool = False) 
         PipelineError: naming the profile problem or the failing notebook and cell.
     """
     profile = load_profile(profile_name)
-    notebooks = _select(list_notebooks(), only)
+    notebooks = select_notebooks(list_notebooks(), only)
     if not notebooks:
         raise PipelineError(f"no notebooks found in {NOTEBOOK_DIR}")
     out_dir = RESULTS_DIR / profile.name
@@ -205,7 +217,7 @@ def run(profile_name: str, only: list[str] | None = None, resume: bool = False) 
             start = time.perf_counter()
             record = {"params_key": key, "git_sha": sha, "device": device_description(), "date": utc_now()}
             try:
-                _execute(notebook, out_dir / notebook.name, params)
+                execute_notebook(notebook, out_dir / notebook.name, params)
             except PipelineError:
                 state[notebook.stem] = {**record, "status": "failed", "wall_s": round(time.perf_counter() - start, 1)}
                 write_json(state_path, state)
