@@ -3,6 +3,7 @@
 import json
 import math
 
+from cdpkd import report as report_module
 from cdpkd.report import NotebookReport
 
 
@@ -16,3 +17,13 @@ def test_metrics_json_has_provenance_and_nulls_for_nan(tmp_path):
     assert data["numerics"]["torch_threads"] >= 1 and data["numerics"]["cpu_capability"]
     assert data["methods"]["teacher"] == {"strain_rmse": 1e-3, "latency_gpu_ms": None}
     assert data["extra"] == {"x": [None, 1]}
+
+
+def test_metrics_keep_the_commit_the_notebook_started_from(tmp_path, monkeypatch):
+    monkeypatch.setattr(report_module, "git_sha", lambda: "abc123")
+    report = NotebookReport("99_example", "smoke", tmp_path)
+    # the tree is edited while the notebook runs: the stamp at the end would say so
+    monkeypatch.setattr(report_module, "run_stamp",
+                        lambda: {"git_sha": "abc123-dirty", "date": "2026-12-05", "device": "cpu", "numerics": {}})
+    data = json.loads(report.metrics({"teacher": {"strain_rmse": 1e-3}}).read_text())
+    assert data["git_sha"] == "abc123" and data["date"] == "2026-12-05"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import atomic_path, write_json, write_text
-from .runtime import run_stamp
+from .runtime import git_sha, run_stamp
 
 
 def markdown_table(df: Any, float_format: str = "{:.4g}") -> str:
@@ -59,6 +59,8 @@ class NotebookReport:
         self.profile = profile
         self.root = Path(results_dir) / profile
         self.root.mkdir(parents=True, exist_ok=True)
+        # the commit the notebook starts from: an edit to the tree while it runs is not what ran
+        self.git_sha = git_sha()
 
     def figure(self, fig: Any, name: str, dpi: int = 110) -> Path:
         """Save a matplotlib figure as PNG; returns its path."""
@@ -85,6 +87,7 @@ class NotebookReport:
             "notebook": self.stem,
             "profile": self.profile,
             **run_stamp(),
+            "git_sha": self.git_sha,
             "methods": methods,
             **extra,
         }
