@@ -7,6 +7,7 @@ from cdpkd.classic.ncc_volume import ncc_volume
 from cdpkd.compress.channels import ChannelMap
 from cdpkd.compress.surgery import hard_prune
 from cdpkd.models import build_model, count_parameters, get_config
+from cdpkd.models.refine import peak_features
 from cdpkd.ops import warp
 
 HEAD = (8, 8, 4)
@@ -22,22 +23,26 @@ def test_config_fields_default_off_and_keep_old_keys():
     base = get_config("umen_teacher_cpu")
     assert base.refine_widths == () and "refine_widths" not in base.to_dict()
     assert "refine_radius" not in base.to_dict() and "refine_window" not in base.to_dict()
+    assert base.refine_peak is False and "refine_peak" not in base.to_dict()
+    assert base.replace(refine_widths=[8], refine_peak=True).to_dict()["refine_peak"] is True
     head = base.replace(refine_widths=[32, 32, 16], refine_window=[21, 5])
     assert head.to_dict()["refine_widths"] == [32, 32, 16] and head.to_dict()["refine_window"] == [21, 5]
     assert type(head).from_dict(head.to_dict()) == head
     assert base.replace(refine_widths=(32, 16)).scaled(0.5).refine_widths == (16, 8)
     for bad in ({"refine_widths": (0, 4)}, {"refine_radius": (3,)}, {"refine_radius": (-1, 1)},
-                {"refine_window": (14, 3)}, {"refine_window": (15, 0)}):
+                {"refine_window": (14, 3)}, {"refine_window": (15, 0)}, {"refine_peak": 1}):
         with pytest.raises(ValueError, match="refine_"):
             base.replace(**bad)
 
 
-def test_head_adds_its_parameters_and_starts_near_the_network_without_it():
+@pytest.mark.parametrize("peak", [False, True])
+def test_head_adds_its_parameters_and_starts_near_the_network_without_it(peak):
     plain_cfg = get_config("umen_teacher_smoke")
-    plain, headed = build_model(plain_cfg, seed=0), build_model(plain_cfg.replace(refine_widths=HEAD), seed=0)
+    plain = build_model(plain_cfg, seed=0)
+    headed = build_model(plain_cfg.replace(refine_widths=HEAD, refine_peak=peak), seed=0)
     d = 7 * 3  # default radius (3, 1)
     c0 = plain_cfg.pyramid_channels[0][-1]
-    widths_in = [d + c0 + 2 + sum(HEAD[:j]) for j in range(len(HEAD))]
+    widths_in = [d + c0 + 2 + (3 if peak else 0) + sum(HEAD[:j]) for j in range(len(HEAD))]
     expected = sum(i * w * 9 + w for i, w in zip(widths_in, HEAD)) + (widths_in[-1] + HEAD[-1]) * 2 * 9 + 2
     assert count_parameters(headed) - count_parameters(plain) == expected
     headed.load_state_dict({**headed.state_dict(), **plain.state_dict()})  # same network under the head
@@ -65,8 +70,9 @@ def test_head_sees_the_rf_ncc_volume_around_the_estimate_and_trains_the_network_
     assert model.estimators[0].predict.weight.grad.abs().sum() > 0, "gradients reach the network before the head"
 
 
-def test_pruning_maps_and_removes_head_channels():
-    model = build_model(get_config("umen_teacher_smoke").replace(refine_widths=HEAD), seed=2).eval()
+@pytest.mark.parametrize("peak", [False, True])
+def test_pruning_maps_and_removes_head_channels(peak):
+    model = build_model(get_config("umen_teacher_smoke").replace(refine_widths=HEAD, refine_peak=peak), seed=2).eval()
     cmap = ChannelMap.from_model(model)
     assert {"refine.convs.0", "refine.convs.1", "refine.convs.2"} <= set(cmap.prunable)
     level0 = f"pyramid.levels.0.{len(model.config.pyramid_channels[0]) - 1}"
@@ -87,3 +93,37 @@ def test_pruning_maps_and_removes_head_channels():
         expected = masked(pre, post)["displacement"]
         got = pruned(pre, post)["displacement"]
     assert torch.allclose(got, expected, atol=1e-4)
+
+
+def _rf_pair(shift: float, n: int = 256, lines: int = 16, seed: int = 4):
+    """Band-limited RF lines (8 samples per carrier period, as 5 MHz at 40 MHz) and the same lines
+    moved down by ``shift`` samples, exactly (a phase ramp in the Fourier domain)."""
+    g = torch.Generator().manual_seed(seed)
+    freq = torch.fft.rfftfreq(n, dtype=torch.float64)
+    band = torch.exp(-0.5 * ((freq - 0.125) / 0.04) ** 2)
+    spectrum = torch.fft.rfft(torch.randn(lines, n, generator=g, dtype=torch.float64), dim=-1) * band
+    pre = torch.fft.irfft(spectrum, n=n, dim=-1)
+    post = torch.fft.irfft(spectrum * torch.exp(-2j * torch.pi * freq * shift), n=n, dim=-1)
+    as_frame = lambda x: x.T.contiguous().float()[None, None]  # noqa: E731  N x 1 x samples x lines
+    return as_frame(pre), as_frame(post)
+
+
+@pytest.mark.parametrize("shift", [-1.7, 0.4, 2.3])
+def test_peak_features_locate_a_known_subsample_shift(shift):
+    pre, post = _rf_pair(shift)
+    cost = ncc_volume(pre, post, (15, 3), (3, 1))
+    features = peak_features(cost, (3, 1))[0, :, 32:-32, 2:-2]  # away from the frame's edges
+    assert features.shape[0] == 3
+    axial, lateral, peak = features
+    assert (axial - shift).abs().median() < 0.02 and (axial - shift).abs().max() < 0.1
+    # no lateral motion: the integer peak is at 0 lines (independent lines leave only a noisy parabola)
+    assert lateral.abs().max() < 0.5 and lateral.abs().median() < 0.1
+    assert peak.min() > 0.9
+
+
+def test_peak_features_at_the_edge_of_the_search_box_keep_the_integer_offset():
+    pre, post = _rf_pair(3.6)  # beyond the axial radius 3: the peak sits on the box edge
+    features = peak_features(ncc_volume(pre, post, (15, 3), (3, 1)), (3, 1))[0, :, 32:-32, 2:-2]
+    assert torch.equal(features[0], torch.full_like(features[0], 3.0))
+    with pytest.raises(ValueError, match="radius"):
+        peak_features(torch.zeros(1, 21, 8, 8), (2, 1))

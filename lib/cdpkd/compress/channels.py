@@ -156,10 +156,12 @@ class ChannelMap:
                 x = (Segment(name, w),)
             nodes["context.predict"] = ConvNode("context.predict", 2, x)
 
-        if config.refine_widths:  # full-resolution head: [RF NCC volume, level-0 pre features, displacement]
+        if config.refine_widths:  # full-resolution head: [RF NCC volume, level-0 pre features, displacement, peak]
             ra, rl = config.refine_radius
             x = (Segment("refine.cost", (2 * ra + 1) * (2 * rl + 1)),
                  Segment(level_out[0], config.pyramid_channels[0][-1]), Segment("disp.refine", 2))
+            if config.refine_peak:
+                x = (*x, Segment("refine.peak", 3))
             for j, w in enumerate(config.refine_widths):
                 name = f"refine.convs.{j}"
                 nodes[name] = ConvNode(name, w, x, ("refine_widths", j))

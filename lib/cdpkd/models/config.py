@@ -35,7 +35,7 @@ CORRELATIONS = ("plain", "gocor")
 # Fields added after model configs were first hashed into artifact keys, with their defaults
 # (as in to_dict): left out of to_dict while they hold them, so earlier configs keep their keys.
 _LATER_FIELDS: dict[str, Any] = {"cost_windows": [], "refine_widths": [], "refine_radius": [3, 1],
-                                 "refine_window": [15, 3]}
+                                 "refine_window": [15, 3], "refine_peak": False}
 
 # UMEN-Net teacher (DESIGN.md section 1), PWC-Net-like: three 3x3 convs per pyramid level.
 TEACHER_PYRAMID = (16, 32, 64, 96, 128, 196)
@@ -134,6 +134,9 @@ class PWCConfig:
             at integer offsets, and predicts a residual displacement. Empty (default): none.
         refine_radius: its NCC search radii (axial samples, lateral lines).
         refine_window: its odd NCC window (axial samples, lateral lines).
+        refine_peak: also give the head the NCC volume's peak located to a sub-sample offset as
+            NCC block matching locates it (cosine fit axially, parabola laterally) and the peak's
+            NCC value (3 more input channels, :func:`~cdpkd.models.refine.peak_features`).
     """
 
     in_channels: int = 1
@@ -157,6 +160,7 @@ class PWCConfig:
     refine_widths: tuple = ()
     refine_radius: tuple = (3, 1)
     refine_window: tuple = (15, 3)
+    refine_peak: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once here, immutable afterwards
@@ -241,6 +245,8 @@ class PWCConfig:
             raise ValueError(f"PWCConfig: refine_window must be two odd integers >= 1, got {self.refine_window!r}")
         set_(self, "refine_radius", radius)
         set_(self, "refine_window", window)
+        if not isinstance(self.refine_peak, bool):
+            raise ValueError(f"PWCConfig: refine_peak must be true or false, got {self.refine_peak!r}")
 
     # ------------------------------------------------------------------ geometry
     @property

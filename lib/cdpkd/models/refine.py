@@ -7,7 +7,10 @@ after the finest estimate (upsampled to the input grid), it warps the RF post fr
 computes the zero-mean NCC between the RF pre frame and the warped post frame over a window at
 every integer offset of a small search box (``cdpkd.classic.ncc_volume``, built on the correlation
 op), and a dense conv stack turns [NCC volume, finest pyramid features of the pre frame, current
-displacement] into a residual. Enabled by ``PWCConfig.refine_widths``.
+displacement] into a residual. Enabled by ``PWCConfig.refine_widths``; with ``refine_peak`` the
+head also sees the volume's peak located to a sub-sample offset as NCC block matching locates it
+(:func:`peak_features`), which a small conv stack cannot easily compute from the volume itself (a
+ratio of differences around an argmax).
 """
 
 from __future__ import annotations
@@ -18,9 +21,42 @@ import torch
 from torch import nn
 
 from cdpkd.classic.ncc_volume import ncc_volume
+from cdpkd.classic.subsample import cosine_offset, parabolic_offset
 from cdpkd.ops import warp
 
 from .blocks import conv3x3, full_precision, make_stack, run_stack, small_init_
+
+
+def peak_features(cost: torch.Tensor, radius: tuple[int, int]) -> torch.Tensor:
+    """The best offset of an NCC volume, to sub-sample precision, and its NCC.
+
+    Args:
+        cost: N x D x H x W NCC volume of :func:`~cdpkd.classic.ncc_volume.ncc_volume` with
+            D = (2 ra + 1)(2 rl + 1), offsets ordered axial-major (axial -ra..ra, lateral -rl..rl).
+        radius: (ra, rl), axial samples and lateral lines.
+
+    Returns:
+        N x 3 x H x W: the peak's axial offset (samples; integer argmax plus the cosine fit through
+        its axial neighbours, as NCC block matching's RF refinement), its lateral offset (lines; the
+        parabola through its lateral neighbours) and the NCC at the integer peak. A peak on the edge
+        of the search box has no neighbour on one side: its fractional part is 0 on that axis.
+    """
+    ra, rl = radius
+    na, nl = 2 * ra + 1, 2 * rl + 1
+    if cost.shape[1] != na * nl:
+        raise ValueError(f"peak_features: a volume of radius {radius} has {na * nl} channels, got {cost.shape[1]}")
+    peak, index = cost.max(dim=1, keepdim=True)
+    ia, il = torch.div(index, nl, rounding_mode="floor"), index % nl
+
+    def at(da: int, dl: int) -> torch.Tensor:  # the volume at the peak's neighbour, clamped into the box
+        a, lat = (ia + da).clamp(0, na - 1), (il + dl).clamp(0, nl - 1)
+        return cost.gather(1, a * nl + lat)
+
+    inside_a = (ia > 0) & (ia < na - 1)
+    inside_l = (il > 0) & (il < nl - 1)
+    frac_a = torch.where(inside_a, cosine_offset(at(-1, 0), peak, at(1, 0)), torch.zeros_like(peak))
+    frac_l = torch.where(inside_l, parabolic_offset(at(0, -1), peak, at(0, 1)), torch.zeros_like(peak))
+    return torch.cat(((ia - ra).to(cost.dtype) + frac_a, (il - rl).to(cost.dtype) + frac_l, peak), dim=1)
 
 
 class NCCRefinement(nn.Module):
@@ -32,7 +68,7 @@ class NCCRefinement(nn.Module):
         features: N x C x H x W pre-frame features at full resolution (the pyramid's level 0).
 
     The cost volume has D = (2 ra + 1)(2 rl + 1) channels in [-1, 1] (-1 where a window is flat or
-    leaves the frame). It is computed without gradient (``ncc_volume`` works in place): the head's
+    leaves the frame); with ``peak`` the head also sees :func:`peak_features` of it (3 channels). It is computed without gradient (``ncc_volume`` works in place): the head's
     weights and, through the ``disp`` input and the residual sum, the network before it still train.
     The prediction conv starts near zero (:func:`~cdpkd.models.blocks.small_init_`), so a head added
     to a trained network starts close to that network's output.
@@ -46,11 +82,13 @@ class NCCRefinement(nn.Module):
         window: tuple[int, int],
         *,
         slope: float,
+        peak: bool = False,
     ) -> None:
         super().__init__()
         self.radius, self.window, self.slope = (int(radius[0]), int(radius[1])), (int(window[0]), int(window[1])), slope
+        self.peak = peak
         d = (2 * self.radius[0] + 1) * (2 * self.radius[1] + 1)
-        self.convs, out = make_stack(d + feature_channels + 2, widths, dense=True)
+        self.convs, out = make_stack(d + feature_channels + 2 + (3 if peak else 0), widths, dense=True)
         self.predict = small_init_(conv3x3(out, 2))
 
     def cost(self, pre: torch.Tensor, post: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
@@ -62,10 +100,13 @@ class NCCRefinement(nn.Module):
     def forward(
         self, pre: torch.Tensor, post: torch.Tensor, disp: torch.Tensor, features: torch.Tensor
     ) -> torch.Tensor:
-        cost = self.cost(pre, post, disp).to(features.dtype)
-        x = torch.cat((cost, features, disp.to(features.dtype)), dim=1)
+        cost = self.cost(pre, post, disp)
+        parts = [cost.to(features.dtype), features, disp.to(features.dtype)]
+        if self.peak:
+            parts.append(peak_features(cost, self.radius).to(features.dtype))
+        x = torch.cat(parts, dim=1)
         stack, _ = run_stack(self.convs, x, dense=True, slope=self.slope)
         return full_precision(self.predict, stack)
 
     def extra_repr(self) -> str:
-        return f"radius={self.radius}, window={self.window}"
+        return f"radius={self.radius}, window={self.window}" + (", peak features" if self.peak else "")
