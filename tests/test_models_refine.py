@@ -125,5 +125,7 @@ def test_peak_features_at_the_edge_of_the_search_box_keep_the_integer_offset():
     pre, post = _rf_pair(3.6)  # beyond the axial radius 3: the peak sits on the box edge
     features = peak_features(ncc_volume(pre, post, (15, 3), (3, 1)), (3, 1))[0, :, 32:-32, 2:-2]
     assert torch.equal(features[0], torch.full_like(features[0], 3.0))
+    flat = peak_features(-torch.ones(1, 21, 8, 8), (3, 1))  # no NCC defined anywhere in the box
+    assert torch.equal(flat, torch.tensor([-3.0, -1.0, -1.0]).view(1, 3, 1, 1).expand(1, 3, 8, 8))
     with pytest.raises(ValueError, match="radius"):
         peak_features(torch.zeros(1, 21, 8, 8), (2, 1))

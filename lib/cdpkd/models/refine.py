@@ -39,7 +39,8 @@ def peak_features(cost: torch.Tensor, radius: tuple[int, int]) -> torch.Tensor:
         N x 3 x H x W: the peak's axial offset (samples; integer argmax plus the cosine fit through
         its axial neighbours, as NCC block matching's RF refinement), its lateral offset (lines; the
         parabola through its lateral neighbours) and the NCC at the integer peak. A peak on the edge
-        of the search box has no neighbour on one side: its fractional part is 0 on that axis.
+        of the search box has no neighbour on one side: its fractional part is 0 on that axis. A
+        flat window (NCC -1 at every offset) reports the box's first offset (-ra, -rl) with NCC -1.
     """
     ra, rl = radius
     na, nl = 2 * ra + 1, 2 * rl + 1
@@ -68,8 +69,9 @@ class NCCRefinement(nn.Module):
         features: N x C x H x W pre-frame features at full resolution (the pyramid's level 0).
 
     The cost volume has D = (2 ra + 1)(2 rl + 1) channels in [-1, 1] (-1 where a window is flat or
-    leaves the frame); with ``peak`` the head also sees :func:`peak_features` of it (3 channels). It is computed without gradient (``ncc_volume`` works in place): the head's
-    weights and, through the ``disp`` input and the residual sum, the network before it still train.
+    leaves the frame); with ``peak`` the head also sees :func:`peak_features` of it (3 channels).
+    It is computed without gradient (``ncc_volume`` works in place): the head's weights and,
+    through the ``disp`` input and the residual sum, the network before it still train.
     The prediction conv starts near zero (:func:`~cdpkd.models.blocks.small_init_`), so a head added
     to a trained network starts close to that network's output.
     """
