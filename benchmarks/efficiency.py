@@ -3,7 +3,7 @@
     python benchmarks/efficiency.py [--profile cpu] [--samples 2048] [--lines 256] [--repeats 5]
                                     [--threads 2] [--gpu auto|on|off] [--cpu-timing on|off]
                                     [--tiles guided|plain | --whole-frame] [--tiles-per-batch 16]
-                                    [--multiple-of 1]
+                                    [--multiple-of 1] [--cpu-bf16]
                                     [--out benchmarks/results]
 
 Parameters, FLOPs, peak memory and latency depend on the architecture, not on
@@ -18,7 +18,7 @@ by a whole-frame pass or not (``--tiles``; default: the notebooks' ``guided_tile
 under the profile, so this times what they evaluate) or, with ``--whole-frame``,
 in one forward on the whole frame (faster, but not how the networks were
 evaluated: they were trained on crops). Writes
-``efficiency_<profile>[_plain-tiles|_whole-frame][_batch<n>][_multiple<n>]_<device>.json`` with the table,
+``efficiency_<profile>[_plain-tiles|_whole-frame][_batch<n>][_multiple<n>][_cpu-bf16]_<device>.json`` with the table,
 the settings and the provenance (device, library versions, git SHA, date).
 """
 
@@ -57,12 +57,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="round the student's widths to multiples of this (default: the profile's "
                              "student_width_multiple)")
     parser.add_argument("--whole-frame", action="store_true", help="one forward per frame instead of tiles")
+    parser.add_argument("--cpu-bf16", action="store_true",
+                        help="also time the networks under CPU bf16 autocast (latency_cpu_bf16_ms), in the "
+                             "same round-robin as fp32")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     if args.tiles_per_batch < 1:
         parser.error("--tiles-per-batch must be >= 1")
     if args.whole_frame and args.tiles:
         parser.error("--tiles and --whole-frame exclude each other")
+    if args.cpu_bf16 and args.cpu_timing == "off":
+        parser.error("--cpu-bf16 times the CPU: not with --cpu-timing off")
 
     if args.multiple_of is not None and args.multiple_of < 1:
         parser.error("--multiple-of must be >= 1")
@@ -90,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         gpu=gpu,
         cpu_timing=args.cpu_timing == "on",
+        cpu_bf16=args.cpu_bf16,
         tiles_per_batch=args.tiles_per_batch,
     )
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
@@ -99,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         mode += f"_batch{args.tiles_per_batch}"
     if args.multiple_of is not None and args.multiple_of != settings["profile_width_multiple"]:
         mode += f"_multiple{args.multiple_of}"
+    if args.cpu_bf16:
+        mode += "_cpu-bf16"
     path = args.out / f"efficiency_{args.profile}{mode}_{slug}.json"
     write_json(
         path,

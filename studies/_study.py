@@ -40,6 +40,32 @@ def json_object(text: str, option: str) -> dict[str, Any]:
     return value
 
 
+def parse_setting(text: str) -> dict[str, Any]:
+    """A ``--set`` value as ``{name: value}``: ``NAME=JSON`` sets one parameter (a value that is not
+    JSON is taken as a string: ``distiller=feature``); a JSON object sets several at once. For
+    ``type=`` with ``action="append"``; merge the list with :func:`merge_settings`."""
+    if text.lstrip().startswith("{"):
+        return json_object(text, "--set")
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"--set {text!r}: expected NAME=VALUE (VALUE as JSON) or a JSON object")
+    try:
+        return {name: json.loads(value)}
+    except json.JSONDecodeError:
+        return {name: value}
+
+
+def merge_settings(settings: list[dict[str, Any]]) -> dict[str, Any]:
+    """Repeated ``--set`` values as one mapping; a parameter set twice is an error, not a silent override."""
+    merged: dict[str, Any] = {}
+    for setting in settings:
+        twice = sorted(set(setting) & set(merged))
+        if twice:
+            raise SystemExit(f"--set: {twice} set more than once")
+        merged.update(setting)
+    return merged
+
+
 def add_artifact_argument(parser: argparse.ArgumentParser, *, repeatable: bool = False) -> None:
     """``--artifact KIND/KEY``: a trained network's folder under ``--data-dir`` (required)."""
     if repeatable:

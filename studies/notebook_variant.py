@@ -1,7 +1,7 @@
 """Notebooks run under a profile with some parameters changed, beside the profile's own run.
 
 Each notebook named by ``--notebook`` runs with the profile's parameters, updated by ``--set
-NAME=JSON``, into a work folder (``results/`` and ``figures/`` of the profile's own run are not
+NAME=JSON`` (repeatable; or one JSON object of several), into a work folder (``results/`` and ``figures/`` of the profile's own run are not
 touched); the study file keeps the changes and each notebook's result JSON (with the notebook's own
 provenance). Networks train into the artifact cache as usual, keyed by their recipes, so adopting
 the same parameters in the profile later finds them trained.
@@ -11,7 +11,6 @@ the same parameters in the profile later finds them trained.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -31,23 +30,10 @@ from cdpkd.pipeline import (
 )
 from cdpkd.runtime import provenance
 
-from _study import output_path, study_parser
+from _study import merge_settings, output_path, parse_setting, study_parser
 
 # where a run reads and writes: the study sets them, a --set may not
 RESERVED = ("profile", "data_dir", "results_dir")
-
-
-def parse_setting(text: str) -> tuple[str, Any]:
-    """``NAME=JSON`` as ``(name, value)``; a value that is not JSON is taken as a string."""
-    name, sep, value = text.partition("=")
-    if not sep or not name.isidentifier():
-        raise argparse.ArgumentTypeError(f"--set {text!r}: expected NAME=VALUE (VALUE as JSON)")
-    if name in RESERVED:
-        raise argparse.ArgumentTypeError(f"--set {name}: the study sets {', '.join(RESERVED)} itself")
-    try:
-        return name, json.loads(value)
-    except json.JSONDecodeError:
-        return name, value
 
 
 def profile_run(profile: str, stem: str) -> dict[str, Any] | None:
@@ -66,7 +52,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--notebook", action="append", required=True, metavar="NN",
                         help="a notebook by number or stem (repeatable; run in the pipeline's order)")
     parser.add_argument("--set", action="append", required=True, type=parse_setting, metavar="NAME=JSON",
-                        dest="settings", help="a parameter to change (repeatable), e.g. student_width_multiple=16")
+                        dest="settings",
+                        help="a parameter to change (repeatable), e.g. student_width_multiple=16, or a JSON object of several")
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="where the executed notebooks and their results go (default: a new temporary folder)")
     args = parser.parse_args(argv)
@@ -79,7 +66,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         notebooks = select_notebooks(list_notebooks(), args.notebook)
     except PipelineError as err:
         parser.error(str(err))
-    changes = dict(args.settings)
+    changes = merge_settings(args.settings)
+    reserved = [name for name in RESERVED if name in changes]
+    if reserved:
+        parser.error(f"--set {', '.join(reserved)}: the study sets {', '.join(RESERVED)} itself")
     for notebook in notebooks:  # every change must mean something to every notebook, checked before any runs
         unknown = sorted(set(changes) - declared_parameters(notebook))
         if unknown:

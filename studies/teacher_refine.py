@@ -25,9 +25,10 @@ releases. With ``--probe-frame`` every variant is also scored on the test pairs 
 (``cdpkd.sim.probe_frame``: the compressed surface stays put, deeper tissue comes toward the
 probe, as in real hand-held data; the simulator holds the bottom still instead). ``--guided``
 scores with guided tiles (as the notebooks do since they have the option); ``--ncc``
-also scores NCC block matching on the same pairs, as a reference. ``--set`` changes notebook 01's
+also scores NCC block matching on the same pairs, as a reference. ``--set NAME=JSON`` (repeatable;
+or one JSON object of several, as ``studies/notebook_variant.py`` takes them) changes notebook 01's
 parameters before anything is built, e.g. another base teacher:
-``--set '{"teacher_model_overrides": {"input_mode": "rf+envelope", "full_res_levels": 2}}'``
+``--set 'teacher_model_overrides={"input_mode": "rf+envelope", "full_res_levels": 2}'``
 (the base and every stage are then new artifacts; the result records the parameters changed).
 ``--base`` changes fields of the base stage's recipe itself (every refinement stage inherits them),
 e.g. ``--base '{"axial_offset": 32, "release_fraction": 0.25}'``: a teacher that sees both signs of
@@ -69,7 +70,7 @@ from cdpkd.sim import ensure_probe_frame_set, ensure_release_set
 from cdpkd.sim.dataset import ensure_dataset
 from cdpkd.sim.study import notebook_datasets, notebook_simulation_config
 
-from _study import json_object, output_path, study_parser
+from _study import json_object, merge_settings, output_path, parse_setting, study_parser
 
 NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
 
@@ -79,10 +80,6 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"--variant takes NAME=JSON, got {text!r}")
     return name, json_object(spec, f"--variant {name}")
-
-
-def parse_parameters(text: str) -> dict[str, Any]:
-    return json_object(text, "--set")
 
 
 TRAIN_SET_PARAMETERS = {"strain_min", "strain_max", "snr_db", "pulse_ranges"}
@@ -130,8 +127,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="also score on the test (and release) pairs in the coordinates of a probe that moved")
     parser.add_argument("--guided", action="store_true", help="guided tiles (default: plain tiles)")
     parser.add_argument("--ncc", action="store_true", help="also score NCC block matching (notebook 01's), as a reference")
-    parser.add_argument("--set", type=parse_parameters, default={}, metavar="JSON",
-                        help="notebook 01 parameters to change, e.g. the base teacher's teacher_model_overrides")
+    parser.add_argument("--set", type=parse_setting, action="append", default=[], metavar="NAME=JSON",
+                        help="a notebook 01 parameter to change (repeatable), e.g. the base teacher's "
+                             "teacher_model_overrides, or a JSON object of several")
     parser.add_argument("--base", type=keys_among("--base", BASE_FIELDS), default={}, metavar="JSON",
                         help="fields of the base stage's recipe to change (the refinement stages inherit them)")
     parser.add_argument("--train-set", type=keys_among("--train-set", TRAIN_SET_PARAMETERS), default={}, metavar="JSON",
@@ -147,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.score_base and any(name == "base" for name, _ in args.variant):
         raise SystemExit("--score-base scores a variant named 'base': name yours otherwise")
 
+    args.set = merge_settings(args.set)
     p = resolved_parameters(args.profile, NOTEBOOK)
     unknown = sorted(set(args.set) - set(p))
     if unknown:

@@ -9,7 +9,7 @@ from cdpkd.compress import ChannelMap, DynamicPruning
 from cdpkd.models import build_model, count_parameters
 from cdpkd.pipeline import PipelineError, load_profile
 from cdpkd.recipes import StudentBudget, one_shot_prune
-from cdpkd.recipes.architectures import profile_networks
+from cdpkd.recipes.architectures import STUDENT_LABEL, profile_networks
 
 CROP = (128, 32)
 
@@ -65,16 +65,23 @@ def test_benchmark_refuses_tiles_with_whole_frame(capsys, load_benchmark):
     assert "exclude each other" in capsys.readouterr().err
 
 
-def test_benchmark_can_round_the_students_widths_within_the_budget():
-    networks, _, settings = profile_networks("cpu", multiple_of=16)
+@pytest.mark.parametrize("multiple_of", [None, 1])
+def test_benchmark_builds_the_profiles_or_other_rounded_widths_within_the_budget(multiple_of):
+    networks, _, settings = profile_networks("cpu", multiple_of=multiple_of)
+    profile_multiple = load_profile("cpu").common["student_width_multiple"]
+    assert settings["profile_width_multiple"] == profile_multiple > 1, "the cpu profile rounds its students"
+    multiple = profile_multiple if multiple_of is None else multiple_of
+    assert settings["student_width_multiple"] == multiple
+    # the profile's own student carries the students' label; another multiple is labelled by it
+    label = STUDENT_LABEL if multiple == profile_multiple else f"student, widths multiple of {multiple}"
+    assert set(networks) == {"teacher", label, *load_profile("cpu").common["baselines"]}
     teacher_widths = ChannelMap.from_model(networks["teacher"]).widths()
-    student = networks["student, widths multiple of 16"]
+    widths = ChannelMap.from_model(networks[label]).widths()
     floor = load_profile("cpu").common["min_channels"]
-    widths = ChannelMap.from_model(student).widths()
-    for name, width in widths.items():  # rounded, unless kept whole or at the floor
-        assert width % 16 == 0 or width in (teacher_widths[name], floor), (name, width)
-    assert sum(w % 16 == 0 for w in widths.values()) > len(widths) // 2
+    rounded = [w % multiple == 0 or w in (teacher_widths[n], floor) for n, w in widths.items()]
+    assert all(rounded) and sum(w % multiple == 0 for w in widths.values()) > len(widths) // 2
+    if multiple == 1:  # unrounded: some layer keeps a count no 16-channel block divides
+        assert any(w % 16 for w in widths.values())
     fractions = settings["student_fractions_at_crop"]
     assert fractions["params_fraction"] <= settings["budget"]["params_fraction"] + 1e-9
     assert fractions["flops_fraction"] <= settings["budget"]["flops_fraction"] + 1e-9
-    assert settings["student_width_multiple"] == 16

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 
@@ -13,6 +14,7 @@ from cdpkd.complexity import estimator_flops
 from cdpkd.efficiency import Tracker, measure_efficiency, peak_rss_rise_mb
 from cdpkd.estimators import network_estimator
 from cdpkd.models import build_model, count_parameters
+from cdpkd.models.registry import MODEL_CONFIGS
 
 
 def _pair(h=128, w=32):
@@ -72,6 +74,24 @@ def test_measure_efficiency_without_cpu_timing_keeps_the_counts():
     expected = estimator_flops(network_estimator(model, "cpu", tile=(64, 32)), pre, post) / 1e9
     assert table.loc["usenet", "gflops"] == pytest.approx(expected)
     assert table[["latency_cpu_ms", "peak_mem_cpu_mb"]].isna().all().all()
+
+
+def test_measure_efficiency_cpu_bf16_times_the_networks_under_autocast():
+    pre, post = _pair()
+    # the pyramid teacher with the NCC head: correlation, warps and head must all run under CPU autocast
+    model = build_model(dataclasses.replace(MODEL_CONFIGS["umen_teacher_smoke"](), refine_widths=(4,)), seed=0)
+    conv_dtypes: set[torch.dtype] = set()
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda _m, _i, out: conv_dtypes.add(out.dtype))
+    trackers = {"zeros": Tracker(_numpy_tracker, flops_counted=False)}
+    table = measure_efficiency(pre, post, {"teacher": model}, trackers, tile=(64, 32), repeats=1, gpu=False,
+                               cpu_bf16=True)
+    assert table.loc["teacher", "latency_cpu_bf16_ms"] > 0 and table.loc["teacher", "latency_cpu_ms"] > 0
+    assert math.isnan(table.loc["zeros", "latency_cpu_bf16_ms"])  # the trackers are fp32 algorithms
+    assert conv_dtypes == {torch.float32, torch.bfloat16}, "both precisions ran"
+    assert "latency_cpu_bf16_ms" not in measure_efficiency(pre, post, {"teacher": model}, repeats=1, gpu=False)
+    with pytest.raises(ValueError, match="cpu_timing"):
+        measure_efficiency(pre, post, {"teacher": model}, gpu=False, cpu_timing=False, cpu_bf16=True)
 
 
 def test_measure_efficiency_bad_input():

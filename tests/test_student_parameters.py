@@ -38,7 +38,7 @@ def test_recipes_are_the_ones_the_notebooks_spelled_out(profile):
     p = resolved_parameters(profile, NOTEBOOK_DIR / "05_invivo_evaluation.ipynb")
     loss = final_teacher_loss(teacher_base_recipe(p), p["teacher_refine"])
     budget = dict(params_fraction=p["params_fraction"], flops_fraction=p["flops_fraction"],
-                  min_channels=p["min_channels"])
+                  min_channels=p["min_channels"], multiple_of=p["student_width_multiple"])
     crop = (p["teacher_crop_samples"], p["teacher_crop_lines"])
     shared = dict(crop=crop, batch_size=p["student_batch_size"], loss=loss, val_pairs=p["val_pairs"],
                   val_every=p["student_val_every"], strain_window=p["strain_window"], seed=p["seed"],
@@ -99,7 +99,7 @@ def test_ablation_bases_are_the_ones_notebook_04_spelled_out(profile):
     """Notebook 04 derives its short, unvalidated ablation bases with dataclasses.replace."""
     p = resolved_parameters(profile, NOTEBOOK_DIR / "04_ablations.ipynb")
     shared = dict(budget=dict(params_fraction=p["params_fraction"], flops_fraction=p["flops_fraction"],
-                              min_channels=p["min_channels"]),
+                              min_channels=p["min_channels"], multiple_of=p["student_width_multiple"]),
                   crop=(p["teacher_crop_samples"], p["teacher_crop_lines"]), batch_size=p["ablation_batch_size"],
                   loss=student_loss(p), val_pairs=0, val_every=None, strain_window=p["strain_window"],
                   seed=p["seed"], release_fraction=p["student_release_fraction"],

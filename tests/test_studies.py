@@ -92,7 +92,7 @@ def test_refine_study_rejects_bad_variants(study, data_root, tmp_path):
 
 def test_refine_study_set_changes_the_base_teacher(study, data_root, tmp_path):
     result = study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "set.json"),
-                         "--set", '{"teacher_steps": 3}', "--variant", 'short={"steps": 2}'])
+                         "--set", "teacher_steps=3", "--variant", 'short={"steps": 2}'])
     assert result["parameters_changed"] == {"teacher_steps": 3} and result["base_recipe"]["steps"] == 3
     p = study.resolved_parameters("smoke", study.NOTEBOOK)
     default_base = teacher_base_recipe(p)
@@ -468,6 +468,7 @@ def test_variant_study_runs_the_notebook_with_the_change_into_the_work_dir(varia
     (["--notebook", "00", "--set", "results_dir=\"/tmp\""], "the study sets profile, data_dir, results_dir itself"),
     (["--notebook", "00", "--set", "timing_repeats"], "expected NAME=VALUE"),
     (["--notebook", "99", "--set", "timing_repeats=0"], "no such notebook"),
+    (["--notebook", "00", "--set", '{"timing_repeats": 0, "data_dir": "/tmp"}'], "the study sets profile"),
 ])
 def test_variant_study_refuses_bad_changes_before_running(variant_study, tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit):
@@ -477,8 +478,20 @@ def test_variant_study_refuses_bad_changes_before_running(variant_study, tmp_pat
     assert not (tmp_path / "x.json").exists() and not (tmp_path / "work").exists()
 
 
-def test_variant_study_parse_setting_reads_json_and_keeps_plain_strings(variant_study):
-    assert variant_study.parse_setting("student_width_multiple=16") == ("student_width_multiple", 16)
-    assert variant_study.parse_setting('teacher_loss_overrides={"final_weight": 2.0}') == (
-        "teacher_loss_overrides", {"final_weight": 2.0})
-    assert variant_study.parse_setting("distiller=feature") == ("distiller", "feature")
+def test_parse_setting_reads_json_keeps_plain_strings_and_takes_objects(variant_study):
+    parse = variant_study.parse_setting  # studies/_study.py's, shared by every study with --set
+    assert parse("student_width_multiple=16") == {"student_width_multiple": 16}
+    assert parse('teacher_loss_overrides={"final_weight": 2.0}') == {"teacher_loss_overrides": {"final_weight": 2.0}}
+    assert parse("distiller=feature") == {"distiller": "feature"}
+    assert parse('{"teacher_steps": 3, "teacher_lr": 1e-4}') == {"teacher_steps": 3, "teacher_lr": 1e-4}
+    for bad in ("timing_repeats", "=3", "not a name=3", "{not json"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(bad)
+
+
+def test_merge_settings_refuses_a_parameter_set_twice(variant_study):
+    assert variant_study.merge_settings([{"a": 1}, {"b": {"c": 2}}]) == {"a": 1, "b": {"c": 2}}
+    with pytest.raises(SystemExit, match=r"\['a'\] set more than once"):
+        variant_study.merge_settings([{"a": 1}, {"a": 2, "b": 3}])
+
+

@@ -16,13 +16,16 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils import flop_counter as _flop_counter
 from torch.utils.flop_counter import FlopCounterMode
+
+Key = TypeVar("Key", bound=Hashable)
 
 
 def _register_avg_pool_flops() -> None:
@@ -115,10 +118,10 @@ def estimator_latency_ms(estimator, pre, post, *, repeats: int = 5, warmup: int 
     return round_robin_ms({"call": lambda: estimator(pre, post)}, repeats, warmup)["call"]
 
 
-def round_robin_ms(calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
+def round_robin_ms(calls: dict[Key, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[Key, float]:
     """Median wall time (ms) of each call over ``repeats`` rounds after ``warmup`` rounds; each round
     calls every entry once in turn, so ratios between entries are taken under the same machine load."""
-    times: dict[str, list[float]] = {name: [] for name in calls}
+    times: dict[Key, list[float]] = {name: [] for name in calls}
     for i in range(warmup + repeats):
         for name, call in calls.items():
             t0 = time.perf_counter()

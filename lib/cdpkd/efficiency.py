@@ -15,6 +15,9 @@ Networks and classical trackers are measured on the same frame pair, one call
 - ``latency_cpu_ms``: median wall time over ``repeats`` calls with
   ``threads`` intra-op threads, methods measured round-robin so that every
   ratio is taken under the same machine load;
+- with ``cpu_bf16``: ``latency_cpu_bf16_ms``, the networks under CPU bf16 autocast
+  (fast on CPUs with AVX512-BF16 or AMX), timed in the same round-robin as the fp32
+  calls; NaN for the trackers;
 - on a GPU (when present): ``latency_gpu_fp32_ms`` / ``latency_gpu_bf16_ms``
   (bf16 autocast; grids stay fp32 inside the models) and
   ``peak_mem_gpu_fp32_mb`` / ``peak_mem_gpu_bf16_mb`` (``max_memory_allocated``
@@ -200,6 +203,7 @@ def measure_efficiency(
     threads: int | None = 2,
     gpu: bool | None = None,
     cpu_timing: bool = True,
+    cpu_bf16: bool = False,
     tiles_per_batch: int = 16,
 ) -> pd.DataFrame:
     """Parameters, FLOPs, peak memory and latency of one call of every method on the pair (``pre``, ``post``).
@@ -217,6 +221,8 @@ def measure_efficiency(
             lent GPU machine, whose CPU is not the one the CPU columns are meant for).
             FLOPs are counted on the CPU, or, with ``cpu_timing=False`` and a GPU, on the GPU
             (the same count, without a slow CPU pass; CPU-only trackers then get NaN).
+        cpu_bf16: also time the networks under CPU bf16 autocast (``latency_cpu_bf16_ms``);
+            needs ``cpu_timing``.
 
     Returns:
         One row per method (index ``method``), columns as in the module docstring.
@@ -230,6 +236,8 @@ def measure_efficiency(
     post = np.ascontiguousarray(post, dtype=np.float32)
     if pre.ndim != 2 or pre.shape != post.shape:
         raise ValueError(f"need two H x W frames of one shape, got {pre.shape} and {post.shape}")
+    if cpu_bf16 and not cpu_timing:
+        raise ValueError("cpu_bf16 times the CPU: it needs cpu_timing=True")
     use_gpu = torch.cuda.is_available() if gpu is None else bool(gpu)
     if use_gpu and not torch.cuda.is_available():
         raise ValueError("gpu=True but CUDA is not available")
@@ -244,6 +252,8 @@ def measure_efficiency(
     count_on_gpu = use_gpu and not cpu_timing
     for name in rows:
         rows[name]["peak_mem_cpu_mb"] = rows[name]["latency_cpu_ms"] = nan
+        if cpu_bf16:
+            rows[name]["latency_cpu_bf16_ms"] = nan
     if cpu_timing or not count_on_gpu:
         with _threads(threads):
             calls = _callables(networks, trackers, torch.device("cpu"), "fp32", tile, overlap, guided, tiles_per_batch)
@@ -252,9 +262,13 @@ def measure_efficiency(
             if cpu_timing:
                 for name, fn in calls.items():
                     rows[name]["peak_mem_cpu_mb"] = peak_rss_rise_mb(lambda fn=fn: fn(pre, post))
-                timed = round_robin_ms({name: (lambda fn=fn: fn(pre, post)) for name, fn in calls.items()}, repeats)
-                for name, ms in timed.items():
-                    rows[name]["latency_cpu_ms"] = ms
+                timed_calls = {(name, "fp32"): fn for name, fn in calls.items()}
+                if cpu_bf16:  # in the same round-robin: the bf16 / fp32 ratio under one machine load
+                    bf16 = _callables(networks, {}, torch.device("cpu"), "bf16", tile, overlap, guided, tiles_per_batch)
+                    timed_calls.update({(name, "bf16"): fn for name, fn in bf16.items()})
+                timed = round_robin_ms({key: (lambda fn=fn: fn(pre, post)) for key, fn in timed_calls.items()}, repeats)
+                for (name, precision), ms in timed.items():
+                    rows[name]["latency_cpu_ms" if precision == "fp32" else "latency_cpu_bf16_ms"] = ms
 
     for precision in PRECISIONS:
         for name in rows:
