@@ -14,6 +14,8 @@ displacement in the tile). The datasets and evaluation settings are notebook 01'
 tiles (2.75 on average on the cpu test frames at 0.5), so the overlap sets most of a tiled network's
 inference time. ``--whole-frame`` also scores
 one forward on the whole frame (mode ``whole``: no tiles; the guided tiles' first pass alone).
+``--bf16`` also scores every mode under bf16 autocast on the evaluation device (modes named
+``guided+bf16`` ...): what the faster precision costs in strain quality (the notebooks run fp32).
 
 Writes ``studies/results/guided_tiles_<profile>.json`` (provenance, per network and mode the mean
 metrics (time per frame included), median and per-pair strain RMSE, with the applied strain of each
@@ -27,6 +29,7 @@ import sys
 from typing import Any
 
 from cdpkd.atomic import write_text
+from cdpkd.efficiency import bf16_autocast
 from cdpkd.estimators import default_device, network_estimator
 from cdpkd.evaluation import evaluate_estimators, per_pair_table
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--overlap", type=float, action="append", default=None,
                         help="tile overlap in [0, 1) to score at (repeatable; default: the notebook's)")
     parser.add_argument("--whole-frame", action="store_true", help="also score one forward on the whole frame")
+    parser.add_argument("--bf16", action="store_true", help="also score every mode under bf16 autocast")
     args = parser.parse_args(argv)
     bad = [o for o in args.overlap or [] if not 0.0 <= o < 1.0]
     if bad:
@@ -62,7 +66,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         **provenance(), "profile": args.profile,
         "evaluation": {"tile": list(tile), "overlap": overlaps, "strain_window": p["strain_window"],
-                       "border": [p["border_samples"], p["border_lines"]], "test_pairs": p["n_test"]},
+                       "border": [p["border_samples"], p["border_lines"]], "test_pairs": p["n_test"],
+                       "device": str(device)},
         "networks": [],
     }
     for name, folder in folders.items():
@@ -75,6 +80,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                               guided=mode == "guided")
         if args.whole_frame:
             estimators["whole"] = network_estimator(model, device, tile=None)
+        if args.bf16:
+            estimators.update({f"{mode}+bf16": bf16_autocast(fn, device) for mode, fn in list(estimators.items())})
         evaluation = evaluate_estimators(estimators, paths["test"], strain_window=p["strain_window"],
                                          border=(p["border_samples"], p["border_lines"]))
         per_pair = per_pair_table(evaluation, paths["test"])

@@ -210,6 +210,18 @@ def test_guided_tiles_study_scores_each_overlap_and_the_whole_frame(guided_study
         guided_study.main([*common, "--overlap", "1.0"])
 
 
+def test_guided_tiles_study_scores_bf16_beside_fp32(guided_study, smoke_teacher, data_root, tmp_path):
+    p, stages = smoke_teacher
+    result = guided_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "b.json"),
+                                "--artifact", f"teacher/{stages[-1].name}", "--bf16"])
+    modes = result["networks"][0]["modes"]
+    assert set(modes) == {"plain", "guided", "plain+bf16", "guided+bf16"}
+    for mode in ("plain", "guided"):
+        fp32, bf16 = modes[mode]["per_pair_strain_rmse"], modes[f"{mode}+bf16"]["per_pair_strain_rmse"]
+        assert len(bf16) == p["n_test"] and all(np.isfinite(bf16))
+        assert bf16 != fp32, "bf16 autocast changed nothing: it did not run"
+
+
 @pytest.fixture(scope="module")
 def diagnostics_study():
     return load_study("teacher_diagnostics.py")

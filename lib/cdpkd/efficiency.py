@@ -116,7 +116,7 @@ def _callables(
         estimate = network_estimator(model, device, tile=tile, overlap=overlap, guided=guided,
                                      tiles_per_batch=tiles_per_batch)
         if precision == "bf16":
-            out[name] = _autocast(estimate, device)
+            out[name] = bf16_autocast(estimate, device)
         else:
             out[name] = estimate
     if precision == "fp32":  # the trackers are fp32 algorithms: no bf16 row for them
@@ -126,7 +126,11 @@ def _callables(
     return out
 
 
-def _autocast(fn: Callable[[Any, Any], Any], device: torch.device) -> Callable[[Any, Any], Any]:
+def bf16_autocast(fn: Callable[[Any, Any], Any], device: torch.device | str) -> Callable[[Any, Any], Any]:
+    """``fn(pre, post)`` run under bf16 autocast on ``device``'s type (convolutions and matrix
+    products in bf16; network estimators still return fp32 displacements)."""
+    device = torch.device(device)
+
     def run(pre: Any, post: Any) -> Any:
         with torch.autocast(device.type, dtype=torch.bfloat16):
             return fn(pre, post)
@@ -296,4 +300,4 @@ def measure_efficiency(
     return table
 
 
-__all__ = ["PRECISIONS", "Tracker", "measure_efficiency", "peak_rss_rise_mb"]
+__all__ = ["PRECISIONS", "Tracker", "bf16_autocast", "measure_efficiency", "peak_rss_rise_mb"]
