@@ -14,6 +14,8 @@ displacement in the tile). The datasets and evaluation settings are notebook 01'
 tiles (2.75 on average on the cpu test frames at 0.5), so the overlap sets most of a tiled network's
 inference time. ``--whole-frame`` also scores
 one forward on the whole frame (mode ``whole``: no tiles; the guided tiles' first pass alone).
+``--strips`` also scores guided tiles whose coarse pass runs on full-depth strips of the tile's width
+instead of the whole frame (modes named ``guided-strips`` ...; ``network_estimator(guide_pass="strips")``).
 ``--bf16`` also scores every mode under bf16 autocast on the evaluation device (modes named
 ``guided+bf16`` ...): what the faster precision costs in strain quality (the notebooks run fp32).
 
@@ -48,6 +50,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--overlap", type=float, action="append", default=None,
                         help="tile overlap in [0, 1) to score at (repeatable; default: the notebook's)")
     parser.add_argument("--whole-frame", action="store_true", help="also score one forward on the whole frame")
+    parser.add_argument("--strips", action="store_true",
+                        help="also score guided tiles with the coarse pass on strips of the tile's width")
     parser.add_argument("--bf16", action="store_true", help="also score every mode under bf16 autocast")
     args = parser.parse_args(argv)
     bad = [o for o in args.overlap or [] if not 0.0 <= o < 1.0]
@@ -78,6 +82,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for mode in ("plain", "guided"):
                 estimators[mode + suffix] = network_estimator(model, device, tile=tile, overlap=overlap,
                                                               guided=mode == "guided")
+            if args.strips:
+                estimators["guided-strips" + suffix] = network_estimator(model, device, tile=tile, overlap=overlap,
+                                                                         guided=True, guide_pass="strips")
         if args.whole_frame:
             estimators["whole"] = network_estimator(model, device, tile=None)
         if args.bf16:

@@ -142,6 +142,41 @@ def test_guided_tiles_follow_a_displacement_larger_than_a_tile_can_see():
     assert guided.shape == plain.shape == (2, 320, 12)
 
 
+class NarrowMatcher(CompressionOnlyMatcher):
+    """:class:`CompressionOnlyMatcher` trained on crops ``lines`` wide: on wider input it reports a
+    lag 30 samples too large (the cpu teacher fails on inputs wider than its crop, not deeper)."""
+
+    def __init__(self, lines: int) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def forward(self, pre, post):
+        out = super().forward(pre, post)["displacement"]
+        if pre.shape[-1] > self.lines:
+            out = out + torch.tensor([30.0, 0.0]).view(1, 2, 1, 1)
+        return {"displacement": out}
+
+
+def test_guide_from_strips_of_the_tile_width_when_the_whole_frame_is_too_wide():
+    rng = np.random.default_rng(5)
+    shift = 20
+    for width in (24, 30):  # 30: the last strip overlaps the one before (starts 0, 12, 18)
+        frame = rng.standard_normal((320 + shift, width)).astype(np.float32)
+        pre, post = frame[shift:], frame[:-shift]
+        inner = slice(0, 240)
+        whole = network_estimator(NarrowMatcher(12), "cpu", tile=(32, 12), guided=True)(pre, post)
+        strips = network_estimator(NarrowMatcher(12), "cpu", tile=(32, 12), guided=True, guide_pass="strips")(pre, post)
+        assert np.abs(whole[0, inner] - shift).max() > 5, "a too-wide guide pass misplaces the tiles"
+        np.testing.assert_allclose(strips[0, inner], shift, atol=1e-5)
+        np.testing.assert_allclose(strips[1], 0, atol=1e-6)
+    # a network that handles the whole frame gets the same estimate from either guide
+    same = [network_estimator(CompressionOnlyMatcher(), "cpu", tile=(32, 12), guided=True, guide_pass=g)(pre, post)
+            for g in ("whole", "strips")]
+    np.testing.assert_allclose(same[0], same[1], atol=1e-6)
+    with pytest.raises(ValueError, match="guide_pass"):
+        network_estimator(CompressionOnlyMatcher(), "cpu", tile=(32, 12), guided=True, guide_pass="rows")
+
+
 def test_guided_tile_shift_is_below_the_coarse_minimum_and_inside_the_frame():
     from cdpkd.estimators import _tile_shift
 

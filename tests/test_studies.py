@@ -222,6 +222,62 @@ def test_guided_tiles_study_scores_bf16_beside_fp32(guided_study, smoke_teacher,
         assert bf16 != fp32, "bf16 autocast changed nothing: it did not run"
 
 
+def test_guided_tiles_study_scores_the_strip_guide(guided_study, smoke_teacher, data_root, tmp_path):
+    p, stages = smoke_teacher
+    result = guided_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "s.json"),
+                                "--artifact", f"teacher/{stages[-1].name}", "--strips"])
+    modes = result["networks"][0]["modes"]
+    assert set(modes) == {"plain", "guided", "guided-strips"}
+    strips = modes["guided-strips"]["per_pair_strain_rmse"]
+    assert len(strips) == p["n_test"] and all(np.isfinite(strips))
+
+
+@pytest.fixture(scope="module")
+def width_study():
+    return load_study("input_width.py")
+
+
+def test_input_width_crop_sizes_and_band_errors(width_study):
+    # default widths: the crop's, 1.5x, 2x, capped at the frame; then the crop itself and a full-depth strip
+    assert width_study.crop_sizes((256, 64), (1536, 128), None, 512) == [
+        (512, 64), (512, 96), (512, 128), (256, 64), (1536, 64)]
+    assert width_study.crop_sizes((128, 32), (384, 48), [32, 80], 512) == [(384, 32), (384, 48), (128, 32)]
+    truth = np.zeros((2, 100, 20), np.float32)
+    truth[0] = np.linspace(0, 3, 100)[:, None]
+    seen = []
+
+    def off_by_half(pre, post):  # the truth of the crop it is given, +0.5 samples axially
+        seen.append(pre.shape)
+        top, left = divmod(int(pre[0, 0]), frame.shape[1])  # the frame's values are their flat indices
+        out = truth[:, top : top + pre.shape[0], left : left + pre.shape[1]].copy()
+        out[0] += 0.5
+        return out
+
+    frame = np.arange(2000, dtype=np.float32).reshape(100, 20)
+    errors = width_study.band_errors(off_by_half, frame, frame, truth, (50, 10), slice(6, 14), border=5)
+    assert errors == pytest.approx([0.5, 0.5]) and seen == [(50, 10), (50, 10)]
+    with pytest.raises(ValueError, match="does not cover"):
+        width_study.band_errors(off_by_half, frame, frame, truth, (50, 4), slice(6, 14), border=5)
+
+
+def test_input_width_study_scores_every_crop_on_every_pair(width_study, smoke_teacher, data_root, tmp_path):
+    p, stages = smoke_teacher
+    name = f"teacher/{stages[-1].name}"
+    out = tmp_path / "w.json"
+    result = width_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(out),
+                               "--artifact", name, "--rows", "192"])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    crops = result["networks"][0]["crops"]
+    assert list(crops) == ["192x32", "192x48", "128x32", "384x32"]
+    for key, entry in crops.items():
+        h = int(key.split("x")[0])
+        assert len(entry["per_pair_per_band"]) == p["n_test"]
+        assert all(len(bands) == p["n_samples"] // h for bands in entry["per_pair_per_band"])
+        assert np.isfinite(entry["mean_axial_rmse"]) and entry["mean_axial_rmse"] >= 0
+    with pytest.raises(SystemExit):
+        width_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--artifact", name, "--width", "0"])
+
+
 @pytest.fixture(scope="module")
 def diagnostics_study():
     return load_study("teacher_diagnostics.py")

@@ -43,6 +43,7 @@ def _tile_weight(h: int, w: int) -> torch.Tensor:
 # guided tiles: the post crop is shifted to just below the tile's smallest coarse axial displacement
 GUIDE_QUANTILE = 0.02  # robust minimum of the coarse axial displacement in a tile
 GUIDE_MARGIN = 1.0  # samples below it
+GUIDE_PASSES = ("whole", "strips")  # how guided tiles get their coarse estimate
 
 
 def _tile_shift(
@@ -68,6 +69,7 @@ def network_estimator(
     guided: bool = False,
     guide_quantile: float = GUIDE_QUANTILE,
     guide_margin: float = GUIDE_MARGIN,
+    guide_pass: str = "whole",
 ) -> Estimator:
     """Wrap a displacement network as an estimator on whole frames.
 
@@ -97,6 +99,12 @@ def network_estimator(
         guide_quantile, guide_margin: where guided tiles put the shift: the floor of this
             quantile of the tile's coarse axial displacement minus this many samples (0.5 and
             0 centre the residual on zero, for networks that predict both signs).
+        guide_pass: how guided tiles get their coarse estimate: ``"whole"``, one forward on the
+            whole frame; ``"strips"``, forwards on full-depth strips as wide as the tile, side by
+            side (the same area). Networks trained on crops tolerate inputs deeper than the crop but
+            not wider ones: the cpu teacher's axial error on 512-sample crops of the simulated test
+            pairs is 0.03 samples at the crop's 64 lines and 0.09-3.7 at 128
+            (``studies/README.md``, "Tiles"), and real frames are 3-6 times wider than that.
     """
     device = torch.device(device) if device is not None else default_device()
     model = model.to(device).eval()
@@ -108,6 +116,8 @@ def network_estimator(
         raise ValueError(f"tiles_per_batch must be an integer >= 1, got {tiles_per_batch!r}")
     if not 0.0 <= guide_quantile <= 1.0:
         raise ValueError(f"guide_quantile must be in [0, 1], got {guide_quantile}")
+    if guide_pass not in GUIDE_PASSES:
+        raise ValueError(f"guide_pass must be one of {GUIDE_PASSES}, got {guide_pass!r}")
 
     def run(pre_t: torch.Tensor, post_t: torch.Tensor) -> torch.Tensor:
         """Batch of N x 1 x h x w crops -> N x 2 x h x w, each normalised by its own pre std
@@ -116,6 +126,20 @@ def network_estimator(
         scale = pre_t.flatten(1).std(dim=1, correction=0)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale)).view(-1, 1, 1, 1)
         return model(pre_t / scale, post_t / scale)["displacement"].float()
+
+    def strips(pre_t: torch.Tensor, post_t: torch.Tensor, tw: int) -> torch.Tensor:
+        """H x W frames -> 2 x H x W from full-depth strips ``tw`` lines wide, in one batch; where
+        the last strip overlaps the one before (W not a multiple of ``tw``), their mean."""
+        height, width = pre_t.shape
+        starts = tile_starts(width, tw, 0.0)
+        out = run(torch.stack([pre_t[:, x : x + tw] for x in starts])[:, None],
+                  torch.stack([post_t[:, x : x + tw] for x in starts])[:, None])
+        total = torch.zeros(2, height, width, device=pre_t.device)
+        count = torch.zeros(width, device=pre_t.device)
+        for x, d in zip(starts, out):
+            total[:, :, x : x + tw] += d
+            count[x : x + tw] += 1
+        return total / count
 
     def estimate(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
         pre_t = torch.as_tensor(np.asarray(pre, dtype=np.float32), device=device)
@@ -132,7 +156,8 @@ def network_estimator(
             boxes = [(y, x) for y in tile_starts(height, th, overlap) for x in tile_starts(width, tw, overlap)]
             shifts = [(0, 0)] * len(boxes)
             if guided:
-                coarse = run(pre_t[None, None], post_t[None, None])[0]
+                coarse = (strips(pre_t, post_t, tw) if guide_pass == "strips"
+                          else run(pre_t[None, None], post_t[None, None])[0])
                 shifts = [_tile_shift(coarse[:, y : y + th, x : x + tw], y, x, th, tw, height, width,
                                       guide_quantile, guide_margin) for y, x in boxes]
             weight = _tile_weight(th, tw).to(device)
