@@ -102,9 +102,10 @@ def network_estimator(
         guide_pass: how guided tiles get their coarse estimate: ``"whole"``, one forward on the
             whole frame; ``"strips"``, forwards on full-depth strips as wide as the tile, side by
             side (the same area). Networks trained on crops tolerate inputs deeper than the crop but
-            not wider ones: the cpu teacher's axial error on 512-sample crops of the simulated test
-            pairs is 0.03 samples at the crop's 64 lines and 0.09-3.7 at 128
-            (``studies/README.md``, "Tiles"), and real frames are 3-6 times wider than that.
+            not wider ones: the cpu teacher's median axial error on 512-sample crops of the simulated
+            test pairs is 0.044 samples at the crop's 64 lines and 0.186 at 128
+            (``studies/README.md``, "Tiles: input width and the guide pass"), and real frames are 2-6 times
+            wider than that.
     """
     device = torch.device(device) if device is not None else default_device()
     model = model.to(device).eval()
