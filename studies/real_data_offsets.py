@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "network_centred_tiles": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"], guided=True,
                                                    guide_quantile=0.5, guide_margin=0.0),
         # the same two guides from full-depth strips of the tile's width instead of one whole-frame pass
-        # (real frames are 3-6x wider than the training crop)
+        # (real frames are 2-6x wider than the training crop)
         "network_guided_strips": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"], guided=True,
                                                    guide_pass="strips"),
         "network_centred_strips": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"], guided=True,

@@ -101,7 +101,7 @@ def network_estimator(
             0 centre the residual on zero, for networks that predict both signs).
         guide_pass: how guided tiles get their coarse estimate: ``"whole"``, one forward on the
             whole frame; ``"strips"``, forwards on full-depth strips as wide as the tile, side by
-            side (the same area). Networks trained on crops tolerate inputs deeper than the crop but
+            side (about the same area; where the last strip overlaps the one before, blended as tiles). Networks trained on crops tolerate inputs deeper than the crop but
             not wider ones: the cpu teacher's median axial error on 512-sample crops of the simulated
             test pairs is 0.044 samples at the crop's 64 lines and 0.186 at 128
             (``studies/README.md``, "Tiles: input width and the guide pass"), and real frames are 2-6 times
@@ -128,19 +128,29 @@ def network_estimator(
         scale = torch.where(scale > 0, scale, torch.ones_like(scale)).view(-1, 1, 1, 1)
         return model(pre_t / scale, post_t / scale)["displacement"].float()
 
-    def strips(pre_t: torch.Tensor, post_t: torch.Tensor, tw: int) -> torch.Tensor:
-        """H x W frames -> 2 x H x W from full-depth strips ``tw`` lines wide, in one batch; where
-        the last strip overlaps the one before (W not a multiple of ``tw``), their mean."""
+    def tiled(pre_t: torch.Tensor, post_t: torch.Tensor, th: int, tw: int, overlap: float,
+              coarse: torch.Tensor | None = None) -> torch.Tensor:
+        """H x W frames -> 2 x H x W from ``th`` x ``tw`` tiles overlapping by at least ``overlap``,
+        blended with triangular weights, ``tiles_per_batch`` per forward; with ``coarse``
+        (2 x H x W), each tile's post crop shifted by :func:`_tile_shift` and the shift added back."""
         height, width = pre_t.shape
-        starts = tile_starts(width, tw, 0.0)
-        out = run(torch.stack([pre_t[:, x : x + tw] for x in starts])[:, None],
-                  torch.stack([post_t[:, x : x + tw] for x in starts])[:, None])
-        total = torch.zeros(2, height, width, device=pre_t.device)
-        count = torch.zeros(width, device=pre_t.device)
-        for x, d in zip(starts, out):
-            total[:, :, x : x + tw] += d
-            count[x : x + tw] += 1
-        return total / count
+        boxes = [(y, x) for y in tile_starts(height, th, overlap) for x in tile_starts(width, tw, overlap)]
+        shifts = [(0, 0)] * len(boxes) if coarse is None else [
+            _tile_shift(coarse[:, y : y + th, x : x + tw], y, x, th, tw, height, width, guide_quantile, guide_margin)
+            for y, x in boxes]
+        weight = _tile_weight(th, tw).to(device)
+        total = torch.zeros(2, height, width, device=device)
+        norm = torch.zeros(height, width, device=device)
+        for i in range(0, len(boxes), tiles_per_batch):
+            chunk, offsets = boxes[i : i + tiles_per_batch], shifts[i : i + tiles_per_batch]
+            a = torch.stack([pre_t[y : y + th, x : x + tw] for y, x in chunk])[:, None]
+            b = torch.stack([post_t[y + dy : y + dy + th, x + dx : x + dx + tw]
+                             for (y, x), (dy, dx) in zip(chunk, offsets)])[:, None]
+            for (y, x), (dy, dx), d in zip(chunk, offsets, run(a, b)):
+                d = d + torch.tensor([dy, dx], dtype=d.dtype, device=device).view(2, 1, 1)
+                total[:, y : y + th, x : x + tw] += d * weight
+                norm[y : y + th, x : x + tw] += weight
+        return total / norm
 
     def estimate(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
         pre_t = torch.as_tensor(np.asarray(pre, dtype=np.float32), device=device)
@@ -154,25 +164,10 @@ def network_estimator(
                 return run(pre_t[None, None], post_t[None, None])[0].cpu().numpy()
             height, width = pre_t.shape
             th, tw = min(tile[0], height), min(tile[1], width)
-            boxes = [(y, x) for y in tile_starts(height, th, overlap) for x in tile_starts(width, tw, overlap)]
-            shifts = [(0, 0)] * len(boxes)
-            if guided:
-                coarse = (strips(pre_t, post_t, tw) if guide_pass == "strips"
+            coarse = None
+            if guided:  # strips: full-depth tiles of the tile's width, side by side (overlap 0)
+                coarse = (tiled(pre_t, post_t, height, tw, 0.0) if guide_pass == "strips"
                           else run(pre_t[None, None], post_t[None, None])[0])
-                shifts = [_tile_shift(coarse[:, y : y + th, x : x + tw], y, x, th, tw, height, width,
-                                      guide_quantile, guide_margin) for y, x in boxes]
-            weight = _tile_weight(th, tw).to(device)
-            total = torch.zeros(2, height, width, device=device)
-            norm = torch.zeros(height, width, device=device)
-            for i in range(0, len(boxes), tiles_per_batch):
-                chunk, offsets = boxes[i : i + tiles_per_batch], shifts[i : i + tiles_per_batch]
-                a = torch.stack([pre_t[y : y + th, x : x + tw] for y, x in chunk])[:, None]
-                b = torch.stack([post_t[y + dy : y + dy + th, x + dx : x + dx + tw]
-                                 for (y, x), (dy, dx) in zip(chunk, offsets)])[:, None]
-                for (y, x), (dy, dx), d in zip(chunk, offsets, run(a, b)):
-                    d = d + torch.tensor([dy, dx], dtype=d.dtype, device=device).view(2, 1, 1)
-                    total[:, y : y + th, x : x + tw] += d * weight
-                    norm[y : y + th, x : x + tw] += weight
-            return (total / norm).cpu().numpy()
+            return tiled(pre_t, post_t, th, tw, overlap, coarse).cpu().numpy()
 
     return estimate
