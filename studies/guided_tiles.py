@@ -2,8 +2,9 @@
 
 Scores trained networks (cached artifacts of ``make reproduce``) on the simulated test set twice,
 exactly as notebook 01 does (overlapping tiles of the training crop, the same strain window and
-border): with plain tiles, and with guided tiles (``cdpkd.estimators.network_estimator(guided=True)``:
-a whole-frame pass first, then each tile's post crop shifted axially to just below that pass's
+border): with plain tiles, and with guided tiles whose coarse pass is one forward on the whole frame
+(``cdpkd.estimators.network_estimator(guided=True, guide_pass="whole")``, the notebooks' guide until
+2026-12-05): that pass first, then each tile's post crop shifted axially to just below that pass's
 displacement in the tile). The datasets and evaluation settings are notebook 01's parameters under
 ``--profile``.
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             suffix = f"@{overlap:g}" if args.overlap else ""
             for mode in ("plain", "guided"):
                 estimators[mode + suffix] = network_estimator(model, device, tile=tile, overlap=overlap,
-                                                              guided=mode == "guided")
+                                                              guided=mode == "guided", guide_pass="whole")
             if args.strips:
                 estimators["guided-strips" + suffix] = network_estimator(model, device, tile=tile, overlap=overlap,
                                                                          guided=True, guide_pass="strips")

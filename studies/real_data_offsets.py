@@ -5,7 +5,7 @@ real pairs of notebook 05 (its parameters under ``--profile``: the CIRS 059 phan
 ROIs, and the first consecutive pair of every in vivo sequence), whole frames, the network on
 plain and on guided tiles of its training crop (guided as the notebooks, just below the coarse
 pass's smallest displacements, and centred on its median; each with the coarse pass on the whole
-frame, as the notebooks, and on full-depth strips of the tile's width), and records for each: warp NCC, the 1st / 50th /
+frame, as the notebooks until 2026-12-05, and on full-depth strips of the tile's width, as they do since), and records for each: warp NCC, the 1st / 50th /
 99th percentile of the axial displacement (samples), the mean axial strain and, on the phantom,
 SNRe in the background ROI and CNR (dB) between inclusion and background ROIs; and, per band of
 ``DEPTH_BAND`` rows, the NCC of the pre frame and the motion-compensated post frame and the share of
@@ -132,10 +132,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     methods = {
         "ncc": lambda a, b: ncc_block_matching(a, b, **p["ncc_options"]),
         "network_plain_tiles": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"]),
-        "network_guided_tiles": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"], guided=True),
+        "network_guided_tiles": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"], guided=True,
+                                                  guide_pass="whole"),
         # the residual centred on zero: for networks trained on both signs of axial displacement
         "network_centred_tiles": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"], guided=True,
-                                                   guide_quantile=0.5, guide_margin=0.0),
+                                                   guide_quantile=0.5, guide_margin=0.0, guide_pass="whole"),
         # the same two guides from full-depth strips of the tile's width instead of one whole-frame pass
         # (real frames are 2-6x wider than the training crop)
         "network_guided_strips": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"], guided=True,

@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         stages = ensure_teacher(args.data_dir, base, paths["train"], refine=p["teacher_refine"], profile=args.profile)
         teacher_artifact = f"teacher/{stages[-1].name}"
         estimators["teacher"] = network_estimator(load_trained(stages[-1], device), device, tile=tile,
-                                                  overlap=p["tile_overlap"], guided=p["guided_tiles"])
+                                                  overlap=p["tile_overlap"], guided=p["guided_tiles"],
+                                                  guide_pass=p["guide_pass"])
     if "ncc" in args.starts:
         estimators["ncc"] = ncc_block_matching
     window, border = p["strain_window"], (p["border_samples"], p["border_lines"])
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         **provenance(), "profile": args.profile, "teacher_artifact": teacher_artifact,
         "settings": {"loss": settings, "loss_changes": args.loss, "starts": args.starts,
-                     "tile": list(tile) if tile else None, "guided_tiles": p["guided_tiles"],
+                     "tile": list(tile) if tile else None, "guided_tiles": p["guided_tiles"], "guide_pass": p["guide_pass"],
                      "strain_window": window, "border": list(border), "polish_steps": args.polish_steps,
                      "torch_threads": torch.get_num_threads()},
         "pairs": [],

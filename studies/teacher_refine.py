@@ -83,7 +83,7 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
 
 
 TRAIN_SET_PARAMETERS = {"strain_min", "strain_max", "snr_db", "pulse_ranges"}
-GUIDE_FIELDS = {"guide_quantile", "guide_margin"}
+GUIDE_FIELDS = {"guide_quantile", "guide_margin", "guide_pass"}
 BASE_FIELDS = {f.name for f in dataclasses.fields(UnsupervisedRecipe)} - {"init_from"}
 
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--train-set", type=keys_among("--train-set", TRAIN_SET_PARAMETERS), default={}, metavar="JSON",
                         help=f"simulation parameters of the training set only, among {sorted(TRAIN_SET_PARAMETERS)}")
     parser.add_argument("--guide", type=keys_among("--guide", GUIDE_FIELDS), default={}, metavar="JSON",
-                        help="guided tiles' guide_quantile / guide_margin (default: the estimator's)")
+                        help="guided tiles' guide_quantile / guide_margin / guide_pass (default: the estimator's)")
     args = parser.parse_args(argv)
     run_provenance = provenance()  # the code that starts the run, before hours of training
     if not args.variant and not args.score_base:

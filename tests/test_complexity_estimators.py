@@ -164,8 +164,8 @@ def test_guide_from_strips_of_the_tile_width_when_the_whole_frame_is_too_wide():
         frame = rng.standard_normal((320 + shift, width)).astype(np.float32)
         pre, post = frame[shift:], frame[:-shift]
         inner = slice(0, 240)
-        whole = network_estimator(NarrowMatcher(12), "cpu", tile=(32, 12), guided=True)(pre, post)
-        strips = network_estimator(NarrowMatcher(12), "cpu", tile=(32, 12), guided=True, guide_pass="strips")(pre, post)
+        whole = network_estimator(NarrowMatcher(12), "cpu", tile=(32, 12), guided=True, guide_pass="whole")(pre, post)
+        strips = network_estimator(NarrowMatcher(12), "cpu", tile=(32, 12), guided=True)(pre, post)  # the default
         assert np.abs(whole[0, inner] - shift).max() > 5, "a too-wide guide pass misplaces the tiles"
         np.testing.assert_allclose(strips[0, inner], shift, atol=1e-5)
         np.testing.assert_allclose(strips[1], 0, atol=1e-6)
@@ -228,6 +228,13 @@ def test_network_costs_measures_each_network_in_turn():
     assert tiled["big"]["flops"] > costs["big"]["flops"], "overlapping tiles cost more than one forward"
     guided = network_costs({"big": big}, pre, post, tile=(32, 32), overlap=0.5, guided=True, repeats=1, gpu=False)
     assert guided["big"]["flops"] == tiled["big"]["flops"] + costs["big"]["flops"], "guided: one whole-frame pass more"
+    # on a 48-line frame the strips of a 32-line tile overlap (two forwards of 64 x 32), the whole pass is one 64 x 48
+    wide_pre, wide_post = np.concatenate([pre, pre[:, :16]], axis=1), np.concatenate([post, post[:, :16]], axis=1)
+    plain = network_costs({"big": big}, wide_pre, wide_post, tile=(32, 32), repeats=1, gpu=False)["big"]["flops"]
+    by_pass = {g: network_costs({"big": big}, wide_pre, wide_post, tile=(32, 32), guided=True, guide_pass=g,
+                                repeats=1, gpu=False)["big"]["flops"] for g in ("whole", "strips")}
+    assert by_pass["whole"] == plain + count_flops(big, 64, 48)
+    assert by_pass["strips"] == plain + 2 * count_flops(big, 64, 32)
     with pytest.raises(ValueError, match="repeats"):
         network_costs({"big": big}, pre, post, repeats=0)
 

@@ -64,6 +64,15 @@ def test_measure_efficiency_rows_and_columns():
     expected = estimator_flops(network_estimator(model, "cpu", tile=(64, 32), guided=True), pre, post) / 1e9
     assert guided.loc["usenet", "gflops"] == pytest.approx(expected)
     assert guided.loc["usenet", "gflops"] > table.loc["usenet", "gflops"], "guided: one whole-frame pass more"
+    # the guide pass reaches the estimator: strips of a 32-line tile overlap on a 48-line frame, more area than it
+    narrow_pre, narrow_post = _pair(w=48)
+    by_pass = {g: measure_efficiency(narrow_pre, narrow_post, {"usenet": model}, {}, tile=(64, 32), guided=True,
+                                     guide_pass=g, repeats=1, gpu=False, cpu_timing=False).loc["usenet", "gflops"]
+               for g in ("whole", "strips")}
+    for g, gflops in by_pass.items():
+        est = network_estimator(model, "cpu", tile=(64, 32), guided=True, guide_pass=g)
+        assert gflops == pytest.approx(estimator_flops(est, narrow_pre, narrow_post) / 1e9)
+    assert by_pass["strips"] > by_pass["whole"]
 
 
 def test_measure_efficiency_without_cpu_timing_keeps_the_counts():

@@ -144,10 +144,12 @@ def test_ablation_setting_from_notebook_parameters(tmp_path):
     crop = (p["teacher_crop_samples"], p["teacher_crop_lines"])
     assert setting == AblationSetting(tmp_path, tmp_path / "teacher", paths["train"], paths["test"], crop,
                                       profile="cpu", tile=crop, overlap=p["tile_overlap"], guided=p["guided_tiles"],
-                                      strain_window=p["strain_window"],
+                                      guide_pass=p["guide_pass"], strain_window=p["strain_window"],
                                       border=(p["border_samples"], p["border_lines"]),
                                       test_pairs=p["ablation_test_pairs"])
     assert AblationSetting.from_parameters({**p, "tiled_inference": False}, tmp_path, tmp_path, paths).tile is None
+    assert p["guide_pass"] == "strips"  # the notebooks guide from strips (studies/README.md, input width)
+    assert AblationSetting.from_parameters({**p, "guide_pass": "whole"}, tmp_path, tmp_path, paths).guide_pass == "whole"
     with pytest.raises(KeyError, match=r"parameters \['guided_tiles'\] are missing"):
         AblationSetting.from_parameters({k: v for k, v in p.items() if k != "guided_tiles"}, tmp_path, tmp_path,
                                         paths)

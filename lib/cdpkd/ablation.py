@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 
 from .complexity import count_flops
-from .estimators import network_estimator
+from .estimators import GUIDE_PASS, network_estimator
 from .evaluation import evaluate_estimators
 from .models import count_parameters, load_model, overrides_for_parameters
 from .recipes import (
@@ -57,6 +57,7 @@ KINDS = ("cdp_kdnet", "dpnet", "baseline")
 OURS = "CDP-KDNet (ours)"
 # the parameters AblationSetting.from_parameters reads
 SETTING_PARAMETERS = ("teacher_crop_samples", "teacher_crop_lines", "tiled_inference", "tile_overlap", "guided_tiles",
+                      "guide_pass",
                       "strain_window", "border_samples", "border_lines", "ablation_test_pairs")
 QUALITY_METRICS = ("strain_rmse", "snre", "cnr_db", "warp_ncc", "disp_rmse_axial", "disp_rmse_lateral")
 
@@ -101,7 +102,7 @@ class AblationSetting:
     Attributes:
         data_dir: artifact root; teacher_dir: the trained teacher's artifact folder.
         train_path, test_path: simulated datasets.
-        tile, overlap, guided: network inference on tiles (the training crop), guided or not
+        tile, overlap, guided, guide_pass: network inference on tiles (the training crop), guided or not
             (:func:`cdpkd.estimators.network_estimator`), as in notebooks 01-03.
         strain_window, border: LS strain window (samples) and excluded margin (samples, lines).
         test_pairs: score on the first this many test pairs (None: all).
@@ -117,6 +118,7 @@ class AblationSetting:
     tile: tuple[int, int] | None = None
     overlap: float = 0.5
     guided: bool = False
+    guide_pass: str = GUIDE_PASS
     strain_window: int = 31
     border: tuple[int, int] = (32, 4)
     test_pairs: int | None = None
@@ -139,7 +141,8 @@ class AblationSetting:
         crop = (int(params["teacher_crop_samples"]), int(params["teacher_crop_lines"]))
         return cls(data_dir, teacher_dir, paths["train"], paths["test"], crop, profile=profile, device=device,
                    tile=crop if params["tiled_inference"] else None, overlap=params["tile_overlap"],
-                   guided=params["guided_tiles"], strain_window=params["strain_window"],
+                   guided=params["guided_tiles"], guide_pass=params["guide_pass"],
+                   strain_window=params["strain_window"],
                    border=(params["border_samples"], params["border_lines"]), test_pairs=params["ablation_test_pairs"])
 
 
@@ -296,7 +299,7 @@ def train_variant(variant: Variant, seed: int, bases: Mapping[str, Any], setting
 def score_model(name: str, model: torch.nn.Module, setting: AblationSetting) -> dict[str, float]:
     """Mean test-set metrics of one network, with its parameters and FLOPs (at the crop)."""
     estimator = network_estimator(model, setting.device, tile=setting.tile, overlap=setting.overlap,
-                                  guided=setting.guided)
+                                  guided=setting.guided, guide_pass=setting.guide_pass)
     evaluation = evaluate_estimators(
         {name: estimator},
         setting.test_path,

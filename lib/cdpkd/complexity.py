@@ -25,6 +25,8 @@ from torch import nn
 from torch.utils import flop_counter as _flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
+from .estimators import GUIDE_PASS, network_estimator
+
 Key = TypeVar("Key", bound=Hashable)
 
 
@@ -139,13 +141,14 @@ def network_costs(
     tile: tuple[int, int] | None = None,
     overlap: float = 0.5,
     guided: bool = False,
+    guide_pass: str = GUIDE_PASS,
     repeats: int = 5,
     gpu: bool | None = None,
 ) -> dict[str, dict[str, float]]:
     """Parameters, FLOPs and latency of estimating one whole frame pair with each network.
 
     Each network runs as :func:`cdpkd.estimators.network_estimator` (on ``tile``-sized
-    tiles if given, ``guided`` or not). Latencies are medians over ``repeats`` calls after one warm-up,
+    tiles if given, ``guided`` or not, with ``guide_pass``). Latencies are medians over ``repeats`` calls after one warm-up,
     measured round-robin (one call of each network in turn) so that the ratios between
     networks are taken under the same machine load. ``latency_gpu_ms`` is NaN unless a
     GPU is available (``gpu=None``: use one if present).
@@ -157,7 +160,6 @@ def network_costs(
     Returns:
         ``{name: {"params", "flops", "latency_cpu_ms", "latency_gpu_ms"}}``.
     """
-    from .estimators import network_estimator
     from .models import count_parameters
 
     if repeats < 1:
@@ -166,7 +168,8 @@ def network_costs(
     out = {name: {"params": float(count_parameters(m))} for name, m in models.items()}
     devices = ["cpu", "cuda"] if use_gpu else ["cpu"]
     for device in devices:
-        estimators = {n: network_estimator(m, device, tile=tile, overlap=overlap, guided=guided)
+        estimators = {n: network_estimator(m, device, tile=tile, overlap=overlap, guided=guided,
+                                         guide_pass=guide_pass)
                       for n, m in models.items()}
         if device == "cpu":
             for name, est in estimators.items():

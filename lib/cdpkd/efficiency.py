@@ -43,7 +43,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .complexity import round_robin_ms
-from .estimators import network_estimator
+from .estimators import GUIDE_PASS, network_estimator
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -109,12 +109,13 @@ def _callables(
     overlap: float,
     guided: bool,
     tiles_per_batch: int = 16,
+    guide_pass: str = GUIDE_PASS,
 ) -> dict[str, Callable[[Any, Any], Any]]:
     """``{name: (pre, post) -> displacement}`` of every method that runs on ``device`` in ``precision``."""
     out: dict[str, Callable[[Any, Any], Any]] = {}
     for name, model in networks.items():
         estimate = network_estimator(model, device, tile=tile, overlap=overlap, guided=guided,
-                                     tiles_per_batch=tiles_per_batch)
+                                     tiles_per_batch=tiles_per_batch, guide_pass=guide_pass)
         if precision == "bf16":
             out[name] = bf16_autocast(estimate, device)
         else:
@@ -203,6 +204,7 @@ def measure_efficiency(
     tile: tuple[int, int] | None = None,
     overlap: float = 0.5,
     guided: bool = False,
+    guide_pass: str = GUIDE_PASS,
     repeats: int = 5,
     threads: int | None = 2,
     gpu: bool | None = None,
@@ -215,7 +217,7 @@ def measure_efficiency(
     Args:
         pre, post: H x W RF frames (the efficiency table uses a 2048 x 256 pair).
         networks: ``{name: displacement network}`` (run via :func:`cdpkd.estimators.network_estimator`,
-            on ``tile``-sized tiles when given, ``guided`` or not, ``tiles_per_batch`` tiles per
+            on ``tile``-sized tiles when given, ``guided`` or not (``guide_pass``), ``tiles_per_batch`` tiles per
             forward). They are left on the CPU.
         trackers: ``{name: Tracker}``.
         repeats: timed calls per method and device (after one warm-up round).
@@ -260,7 +262,7 @@ def measure_efficiency(
             rows[name]["latency_cpu_bf16_ms"] = nan
     if cpu_timing or not count_on_gpu:
         with _threads(threads):
-            calls = _callables(networks, trackers, torch.device("cpu"), "fp32", tile, overlap, guided, tiles_per_batch)
+            calls = _callables(networks, trackers, torch.device("cpu"), "fp32", tile, overlap, guided, tiles_per_batch, guide_pass)
             if not count_on_gpu:
                 _count_flops(rows, {name: partial(fn, pre, post) for name, fn in calls.items()}, networks, trackers)
             if cpu_timing:
@@ -268,7 +270,7 @@ def measure_efficiency(
                     rows[name]["peak_mem_cpu_mb"] = peak_rss_rise_mb(lambda fn=fn: fn(pre, post))
                 timed_calls = {(name, "fp32"): fn for name, fn in calls.items()}
                 if cpu_bf16:  # in the same round-robin: the bf16 / fp32 ratio under one machine load
-                    bf16 = _callables(networks, {}, torch.device("cpu"), "bf16", tile, overlap, guided, tiles_per_batch)
+                    bf16 = _callables(networks, {}, torch.device("cpu"), "bf16", tile, overlap, guided, tiles_per_batch, guide_pass)
                     timed_calls.update({(name, "bf16"): fn for name, fn in bf16.items()})
                 timed = round_robin_ms({key: (lambda fn=fn: fn(pre, post)) for key, fn in timed_calls.items()}, repeats)
                 for (name, precision), ms in timed.items():
@@ -281,7 +283,7 @@ def measure_efficiency(
         if not use_gpu:
             continue
         cuda = torch.device("cuda")
-        calls = _callables(networks, trackers, cuda, precision, tile, overlap, guided, tiles_per_batch)
+        calls = _callables(networks, trackers, cuda, precision, tile, overlap, guided, tiles_per_batch, guide_pass)
         inputs = {name: _inputs(pre, post, cuda, name, trackers) for name in calls}
         if count_on_gpu and precision == "fp32":
             _count_flops(rows, {name: partial(fn, *inputs[name]) for name, fn in calls.items()}, networks, trackers)

@@ -44,6 +44,7 @@ def _tile_weight(h: int, w: int) -> torch.Tensor:
 GUIDE_QUANTILE = 0.02  # robust minimum of the coarse axial displacement in a tile
 GUIDE_MARGIN = 1.0  # samples below it
 GUIDE_PASSES = ("whole", "strips")  # how guided tiles get their coarse estimate
+GUIDE_PASS = "strips"  # the default: networks trained on crops fail on wider input (see network_estimator)
 
 
 def _tile_shift(
@@ -69,7 +70,7 @@ def network_estimator(
     guided: bool = False,
     guide_quantile: float = GUIDE_QUANTILE,
     guide_margin: float = GUIDE_MARGIN,
-    guide_pass: str = "whole",
+    guide_pass: str = GUIDE_PASS,
 ) -> Estimator:
     """Wrap a displacement network as an estimator on whole frames.
 
@@ -87,7 +88,7 @@ def network_estimator(
         overlap: minimum overlap of neighbouring tiles, as a fraction of the tile.
         tiles_per_batch: tiles per forward pass (more: fewer, larger launches on a GPU; more
             memory). Outputs do not depend on it beyond float rounding.
-        guided: (tiles only) first estimate the whole frame in one forward, then shift each
+        guided: (tiles only) first estimate the whole frame coarsely (``guide_pass``), then shift each
             tile's post crop axially to just below that estimate's smallest displacement in
             the tile (:func:`_tile_shift`) and add the shift back to the tile's output. The
             network then sees a small residual instead of the full displacement: with
@@ -95,13 +96,15 @@ def network_estimator(
             the tile's content out of view. The residual is kept non-negative because networks
             trained on simulated compression only have never seen a negative axial displacement
             (measured: centring it on zero instead made the cpu teacher several times worse).
-            Costs one whole-frame forward more.
+            Costs about one whole-frame forward more.
         guide_quantile, guide_margin: where guided tiles put the shift: the floor of this
             quantile of the tile's coarse axial displacement minus this many samples (0.5 and
             0 centre the residual on zero, for networks that predict both signs).
-        guide_pass: how guided tiles get their coarse estimate: ``"whole"``, one forward on the
-            whole frame; ``"strips"``, forwards on full-depth strips as wide as the tile, side by
-            side (about the same area; where the last strip overlaps the one before, blended as tiles). Networks trained on crops tolerate inputs deeper than the crop but
+        guide_pass: how guided tiles get their coarse estimate: ``"strips"`` (default), forwards on
+            full-depth strips as wide as the tile, side by side (about the same area as the frame;
+            where the last strip overlaps the one before, blended as tiles); ``"whole"``, one forward
+            on the whole frame (the notebooks' guide until 2026-12-05). The two agree for a network
+            that handles wide input. Networks trained on crops tolerate inputs deeper than the crop but
             not wider ones: the cpu teacher's median axial error on 512-sample crops of the simulated
             test pairs is 0.044 samples at the crop's 64 lines and 0.186 at 128
             (``studies/README.md``, "Tiles: input width and the guide pass"), and real frames are 2-6 times
