@@ -12,6 +12,14 @@ score is the RMSE of the axial displacement against the ground truth (samples). 
 (``network_estimator(guided=True)``) start from such a coarse pass, and real frames are 2-6 times
 wider than the training crop.
 
+Where the wide input fails, two ways: across the lines (``line_profile``: the axial RMSE of every
+line of the frame over all pairs and bands of ``--rows``, from one forward on the frame's whole
+width and from strips of the training width side by side, no overlap), and along the pyramid
+(``levels``: for every crop size, the median axial RMSE of each estimator level's displacement,
+upsampled bilinearly to the crop, on the same pixels: the first level where a wide crop falls
+behind the training-width crop is where the network stops handling the width; PWC-family
+networks only).
+
     python studies/input_width.py --profile cpu --artifact teacher/edb500e7b84e6931
 
 Writes ``studies/results/input_width_<profile>.json`` (provenance, settings, per network and crop
@@ -25,9 +33,12 @@ import sys
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from cdpkd.atomic import write_text
 from cdpkd.estimators import default_device, network_estimator
+from cdpkd.models import PWCNet
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
 from cdpkd.recipes import load_trained
 from cdpkd.runtime import provenance
@@ -56,19 +67,65 @@ def band_errors(estimate_fn, pre: np.ndarray, post: np.ndarray, truth: np.ndarra
     """Axial displacement RMSE (samples) of ``estimate_fn`` on crops of ``size`` stacked down the frame
     (each centred on the frame's lines), scored on ``lines`` of the frame and each crop's rows less
     ``border`` samples at top and bottom; one value per crop, from the top."""
-    height, width = pre.shape
-    h, w = size
-    x0 = (width - w) // 2
-    if lines.start < x0 or lines.stop > x0 + w:
-        raise ValueError(f"crop {size} does not cover the scored lines {lines.start}..{lines.stop}")
+    h = size[0]
     errors = []
-    for y0 in range(0, height - h + 1, h):
-        box = (slice(y0, y0 + h), slice(x0, x0 + w))
+    for y0 in range(0, pre.shape[0] - h + 1, h):
+        box = crop_box(pre.shape, size, y0, lines)
         disp = np.asarray(estimate_fn(pre[box], post[box]), dtype=np.float64)
         err = disp[0] - truth[0][box]
+        x0 = box[1].start
         kept = err[border : h - border, lines.start - x0 : lines.stop - x0]
         errors.append(float(np.sqrt(np.mean(kept**2))))
     return errors
+
+
+def crop_box(frame: tuple[int, int], size: tuple[int, int], y0: int, lines: slice) -> tuple[slice, slice]:
+    """Rows ``y0`` .. ``y0 + h`` and the ``w`` lines centred on the frame, which must cover ``lines``."""
+    width, (h, w) = frame[1], size
+    x0 = (width - w) // 2
+    if lines.start < x0 or lines.stop > x0 + w:
+        raise ValueError(f"crop {size} does not cover the scored lines {lines.start}..{lines.stop}")
+    return slice(y0, y0 + h), slice(x0, x0 + w)
+
+
+def level_errors(model: torch.nn.Module, pre: np.ndarray, post: np.ndarray, truth: np.ndarray,
+                 size: tuple[int, int], lines: slice, border: int) -> list[list[float]]:
+    """Per crop of ``size`` stacked down the frame (as :func:`band_errors`), the axial RMSE (samples) of
+    every estimator level's displacement (coarse to fine, then the network's output), each upsampled
+    bilinearly to the crop and scored on the same pixels. Inputs are scaled by the pre crop's standard
+    deviation, as :func:`cdpkd.estimators.network_estimator` does."""
+    device = next(model.parameters()).device
+    h = size[0]
+    errors = []
+    for y0 in range(0, pre.shape[0] - h + 1, h):
+        rows, cols = crop_box(pre.shape, size, y0, lines)
+        a = torch.as_tensor(np.ascontiguousarray(pre[rows, cols]), device=device)[None, None]
+        b = torch.as_tensor(np.ascontiguousarray(post[rows, cols]), device=device)[None, None]
+        scale = a.std(correction=0).clamp_min(1e-12)
+        with torch.no_grad():
+            out = model(a / scale, b / scale)
+        fields = [F.interpolate(level.float(), size=size, mode="bilinear", align_corners=False)
+                  for level in out["levels"]] + [out["displacement"].float()]
+        x0 = cols.start
+        kept = (slice(border, h - border), slice(lines.start - x0, lines.stop - x0))
+        target = truth[0][rows, cols][kept]
+        errors.append([float(np.sqrt(np.mean((f[0, 0].cpu().numpy()[kept] - target) ** 2))) for f in fields])
+    return errors
+
+
+def line_errors(estimate_fn, pre: np.ndarray, post: np.ndarray, truth: np.ndarray, rows: int,
+                border: int) -> np.ndarray:
+    """Sum of squared axial errors (samples^2) per line of the frame, and the number of rows summed, of
+    ``estimate_fn`` on full-width bands ``rows`` deep stacked down the frame (each less ``border``
+    samples at top and bottom): ``2 x W``."""
+    height, width = pre.shape
+    total = np.zeros((2, width))
+    for y0 in range(0, height - rows + 1, rows):
+        band = slice(y0, y0 + rows)
+        err = np.asarray(estimate_fn(pre[band], post[band]), dtype=np.float64)[0] - truth[0][band]
+        total[0] += np.sum(err[border : rows - border] ** 2, axis=0)
+        total[1] += rows - 2 * border
+    return total
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -101,20 +158,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      "test_pairs": p["n_test"], "device": str(device)},
         "networks": [],
     }
+    rows = min(args.rows, frame[0])
     for name, folder in folders.items():
-        estimate = network_estimator(load_trained(folder, device), device, tile=None)
+        model = load_trained(folder, device)
+        estimate = network_estimator(model, device, tile=None)
+        strips = network_estimator(model, device, tile=(rows, crop[1]), overlap=0.0)  # side by side, one forward each
+        has_levels = isinstance(model, PWCNet)  # per-level outputs: the PWC family only
         per_size: dict[str, list[list[float]]] = {f"{h}x{w}": [] for h, w in sizes}
+        per_level: dict[str, list[list[float]]] = {f"{h}x{w}": [] for h, w in sizes}
+        by_line = {"whole_width": np.zeros((2, frame[1])), "strips": np.zeros((2, frame[1]))}
         for index in range(p["n_test"]):
             pair = read_pair(test, index)
             for h, w in sizes:
-                per_size[f"{h}x{w}"].append(band_errors(estimate, pair.pre, pair.post, pair.displacement, (h, w),
-                                                        lines, p["border_samples"]))
+                args_ = (pair.pre, pair.post, pair.displacement, (h, w), lines, p["border_samples"])
+                per_size[f"{h}x{w}"].append(band_errors(estimate, *args_))
+                if has_levels:
+                    per_level[f"{h}x{w}"] += level_errors(model, *args_)
+            for mode, fn in (("whole_width", estimate), ("strips", strips)):
+                by_line[mode] += line_errors(fn, pair.pre, pair.post, pair.displacement, rows, p["border_samples"])
         row: dict[str, Any] = {"artifact": name, "crops": {}}
         for key, values in per_size.items():
             flat = [v for bands in values for v in bands]
             row["crops"][key] = {"mean_axial_rmse": float(np.mean(flat)), "median_axial_rmse": float(np.median(flat)),
                                  "per_pair_per_band": values}
+            if has_levels:  # coarse to fine, then the output
+                row["crops"][key]["level_median_axial_rmse"] = np.median(per_level[key], axis=0).tolist()
             print(f"{name} {key}: axial RMSE mean {np.mean(flat):.3f}, median {np.median(flat):.3f} samples", flush=True)
+        if has_levels:
+            row["level_strides"] = list(model.config.strides)
+        row["line_profile"] = {"rows": rows, **{mode: np.sqrt(t[0] / t[1]).tolist() for mode, t in by_line.items()}}
         result["networks"].append(row)
         write_text(out, json.dumps(result, indent=1) + "\n")  # after every network: a stopped study keeps its rows
     return result

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 from cdpkd import recipes
 from cdpkd.losses import UnsupervisedLoss
@@ -258,7 +260,41 @@ def test_input_width_crop_sizes_and_band_errors(width_study):
     assert errors == pytest.approx([0.5, 0.5]) and seen == [(50, 10), (50, 10)]
     with pytest.raises(ValueError, match="does not cover"):
         width_study.band_errors(off_by_half, frame, frame, truth, (50, 4), slice(6, 14), border=5)
+    # per line: a field off by the line's index on full-width bands of 50 rows, 5 excluded at each end
+    by_line = width_study.line_errors(lambda pre, post: np.zeros((2, 50, 20)) + np.arange(20.0),
+                                      frame, frame, np.zeros_like(truth), 50, border=5)
+    np.testing.assert_allclose(by_line[0], 80 * np.arange(20.0) ** 2)  # 2 bands of 40 rows
+    np.testing.assert_allclose(by_line[1], 80)
 
+
+class UniformLevels(torch.nn.Module):
+    """Stand-in PWC output for a uniform truth of 1.5 samples: a coarse level (half resolution) off by 2 samples,
+    a fine one exact, an output off by 0.5; records the standard deviation of the pre input it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.stds: list[float] = []
+
+    def forward(self, pre, post):
+        self.stds.append(float(pre.std(correction=0)))
+        n, _, h, w = pre.shape
+        exact = torch.zeros(n, 2, h, w)
+        exact[:, 0] = 1.5
+        coarse = F.avg_pool2d(exact, 2) + torch.tensor([2.0, 0.0]).view(1, 2, 1, 1)
+        return {"levels": [coarse, exact], "displacement": exact + torch.tensor([0.5, 0.0]).view(1, 2, 1, 1)}
+
+
+def test_input_width_level_errors_score_every_level_on_the_crop(width_study):
+    truth = np.zeros((2, 100, 20), np.float32)
+    truth[0] = 1.5  # uniform: the bilinear upsampling of the coarse level is exact
+    frame = 3.0 * np.random.default_rng(0).standard_normal((100, 20)).astype(np.float32)
+    model = UniformLevels()
+    errors = width_study.level_errors(model, frame, frame, truth, (50, 10), slice(6, 14), border=5)
+    assert errors == [pytest.approx([2.0, 0.0, 0.5])] * 2  # two bands; coarse to fine, then the output
+    assert model.stds == pytest.approx([1.0, 1.0])  # scaled by each pre crop's std, as the estimator does
+    with pytest.raises(ValueError, match="does not cover"):
+        width_study.level_errors(model, frame, frame, truth, (50, 4), slice(6, 14), border=5)
 
 def test_input_width_study_scores_every_crop_on_every_pair(width_study, smoke_teacher, data_root, tmp_path):
     p, stages = smoke_teacher
@@ -274,6 +310,12 @@ def test_input_width_study_scores_every_crop_on_every_pair(width_study, smoke_te
         assert len(entry["per_pair_per_band"]) == p["n_test"]
         assert all(len(bands) == p["n_samples"] // h for bands in entry["per_pair_per_band"])
         assert np.isfinite(entry["mean_axial_rmse"]) and entry["mean_axial_rmse"] >= 0
+        levels = entry["level_median_axial_rmse"]  # every estimator level, then the output
+        assert len(levels) == len(result["networks"][0]["level_strides"]) + 1 and all(np.isfinite(levels))
+    line_profile = result["networks"][0]["line_profile"]
+    assert line_profile["rows"] == 192
+    for mode in ("whole_width", "strips"):
+        assert len(line_profile[mode]) == p["n_lines"] and all(np.isfinite(line_profile[mode]))
     with pytest.raises(SystemExit):
         width_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--artifact", name, "--width", "0"])
 
