@@ -3,7 +3,8 @@
 Trains refinement stages that continue from notebook 01's cached base teacher, each with other
 recipe fields (a JSON object like one stage of the profile's ``teacher_refine``; ``loss`` entries
 update the loss settings of the stage it continues from), and scores every stage on the simulated test set exactly as notebook 01
-does: overlapping tiles of the training crop, the same strain window and border. The teacher
+does: overlapping tiles of the stage's training crop (a variant that changes ``crop`` is scored on
+tiles of its own crop), the same strain window and border. The teacher
 recipe, datasets and evaluation settings are notebook 01's parameters under ``--profile`` (its
 defaults updated by ``profiles/<profile>.yaml``), so the base stage and the profile's own
 refinement are cache hits of ``make reproduce``'s artifacts.
@@ -195,7 +196,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     def score_stage(name: str, refine: Any, after: str | None, recipe: Any, stage: Path) -> None:
         """Score one trained stage on the test pairs (and the extra sets) and append its row to the result file."""
-        estimator = network_estimator(load_trained(stage, device), device, tile=tile, overlap=p["tile_overlap"],
+        # tiles of the stage's own training crop (the base's, unless the variant changes ``crop``)
+        stage_tile = tuple(recipe.crop) if tile else None
+        estimator = network_estimator(load_trained(stage, device), device, tile=stage_tile, overlap=p["tile_overlap"],
                                       guided=args.guided, **args.guide)
         evaluation = evaluate_estimators({name: estimator}, paths["test"], **score)
         per_pair = per_pair_table(evaluation, paths["test"])
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       if k.startswith("loss_similarity_")}
         result["variants"].append({
             "name": name, "changes": refine, "after": after, "artifact": stage.name, "init_from": recipe.init_from,
-            "train_similarity_last_step": similarity,
+            "tile": list(stage_tile) if stage_tile else None, "train_similarity_last_step": similarity,
             "mean": {k: float(v) for k, v in mean.items()},
             "median_strain_rmse": float(per_pair[name].median()),
             "per_pair_strain_rmse": [float(x) for x in per_pair[name]],

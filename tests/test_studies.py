@@ -58,10 +58,14 @@ def test_refine_study_matches_notebook_01_and_chains(study, smoke_teacher, data_
         "--profile", "smoke", "--data-dir", str(data_root), "--out", str(out),
         "--variant", "profile={}",
         "--variant", 'longer={"steps": 4, "lr": 1e-4, "after": "profile", "loss": {"final_weight": 2.0}}',
+        "--variant", 'wider={"steps": 2, "lr": 1e-4, "after": "profile", "crop": [128, 48]}',
         "--release", "--ncc",
     ])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
-    first, second = result["variants"]
+    first, second, wider = result["variants"]
+    # each variant is scored on tiles of its own training crop
+    assert first["tile"] == second["tile"] == result["evaluation"]["tile"] == list(result["base_recipe"]["crop"])
+    assert wider["tile"] == [128, 48] and wider["init_from"] == f"teacher/{first['artifact']}"
     # the same stages notebook 01 trains (its recipe, its cache key)
     p, stages = smoke_teacher
     assert first["artifact"] == stages[-1].name and result["base_artifact"] == stages[0].name
