@@ -107,7 +107,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     add_artifact_argument(parser)
     parser.add_argument("--real-data-dir", type=Path, default=None,
                         help="default: notebook 05's real_data_dir (relative to notebooks/)")
+    parser.add_argument("--tile", type=int, nargs=2, default=None, metavar=("SAMPLES", "LINES"),
+                        help="the network's tiles (default: notebook 05's teacher crop), e.g. a network trained on wider crops")
+    parser.add_argument("--whole-frame", action="store_true",
+                        help="also run the network in one forward on the whole frame (mode network_whole_frame)")
     args = parser.parse_args(argv)
+    if args.tile is not None and min(args.tile) < 1:
+        parser.error("--tile takes two sizes >= 1")
 
     p = resolved_parameters(args.profile, NOTEBOOK)
     real_dir = args.real_data_dir or (NOTEBOOK_DIR / p["real_data_dir"]).resolve()
@@ -128,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     device = default_device()
     model = load_trained(folder, device)
-    tile = (p["teacher_crop_samples"], p["teacher_crop_lines"])
+    tile = tuple(args.tile) if args.tile else (p["teacher_crop_samples"], p["teacher_crop_lines"])
     methods = {
         "ncc": lambda a, b: ncc_block_matching(a, b, **p["ncc_options"]),
         "network_plain_tiles": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"]),
@@ -144,6 +150,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "network_centred_strips": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"], guided=True,
                                                     guide_quantile=0.5, guide_margin=0.0, guide_pass="strips"),
     }
+    if args.whole_frame:  # no tiles: what a network that handles wide input could run at a quarter of the cost
+        methods["network_whole_frame"] = network_estimator(model, device, tile=None)
     window, border = p["strain_window"], (p["border_samples"], p["border_lines"])
     out = output_path(args)
     result: dict[str, Any] = {

@@ -413,7 +413,10 @@ def test_real_data_offsets_refuses_missing_inputs(offsets_study, tmp_path):
     (tmp_path / "teacher" / "x" / "model.pt").write_bytes(b"")
     with pytest.raises(SystemExit, match="real data missing"):
         offsets_study.main(["--profile", "smoke", "--data-dir", str(tmp_path), "--artifact", "teacher/x",
-                            "--real-data-dir", str(tmp_path / "nowhere")])
+                            "--real-data-dir", str(tmp_path / "nowhere"), "--tile", "256", "128", "--whole-frame"])
+    with pytest.raises(SystemExit):  # argparse: tiles are two sizes >= 1
+        offsets_study.main(["--profile", "smoke", "--data-dir", str(tmp_path), "--artifact", "teacher/x",
+                            "--tile", "256", "0"])
 
 
 def test_study_helpers_default_output_and_missing_models(tmp_path):
