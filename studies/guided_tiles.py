@@ -3,8 +3,8 @@
 Scores trained networks (cached artifacts of ``make reproduce``) on the simulated test set twice,
 exactly as notebook 01 does (overlapping tiles of the training crop, the same strain window and
 border): with plain tiles, and with guided tiles whose coarse pass is one forward on the whole frame
-(``cdpkd.estimators.network_estimator(guided=True, guide_pass="whole")``, the notebooks' guide until
-2026-12-05): that pass first, then each tile's post crop shifted axially to just below that pass's
+(``cdpkd.estimators.network_estimator(guided=True, guide_pass="whole")``, the notebooks' guide before git
+16660ee): that pass first, then each tile's post crop shifted axially to just below that pass's
 displacement in the tile). The datasets and evaluation settings are notebook 01's parameters under
 ``--profile``.
 

@@ -101,7 +101,8 @@ def level_errors(model: torch.nn.Module, pre: np.ndarray, post: np.ndarray, trut
         rows, cols = crop_box(pre.shape, size, y0, lines)
         a = torch.as_tensor(np.ascontiguousarray(pre[rows, cols]), device=device)[None, None]
         b = torch.as_tensor(np.ascontiguousarray(post[rows, cols]), device=device)[None, None]
-        scale = a.std(correction=0).clamp_min(1e-12)
+        std = float(a.std(correction=0))
+        scale = std if std > 0 else 1.0  # as the estimator: a flat crop keeps unit scale
         with torch.no_grad():
             out = model(a / scale, b / scale)
         fields = [F.interpolate(level.float(), size=size, mode="bilinear", align_corners=False)

@@ -5,7 +5,7 @@ real pairs of notebook 05 (its parameters under ``--profile``: the CIRS 059 phan
 ROIs, and the first consecutive pair of every in vivo sequence), whole frames, the network on
 plain and on guided tiles of its training crop (guided as the notebooks, just below the coarse
 pass's smallest displacements, and centred on its median; each with the coarse pass on the whole
-frame, as the notebooks until 2026-12-05, and on full-depth strips of the tile's width, as they do since), and records for each: warp NCC, the 1st / 50th /
+frame, as the notebooks before git 16660ee, and on full-depth strips of the tile's width, as they do since), and records for each: warp NCC, the 1st / 50th /
 99th percentile of the axial displacement (samples), the mean axial strain and, on the phantom,
 SNRe in the background ROI and CNR (dB) between inclusion and background ROIs; and, per band of
 ``DEPTH_BAND`` rows, the NCC of the pre frame and the motion-compensated post frame and the share of

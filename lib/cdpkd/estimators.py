@@ -103,7 +103,7 @@ def network_estimator(
         guide_pass: how guided tiles get their coarse estimate: ``"strips"`` (default), forwards on
             full-depth strips as wide as the tile, side by side (about the same area as the frame;
             where the last strip overlaps the one before, blended as tiles); ``"whole"``, one forward
-            on the whole frame (the notebooks' guide until 2026-12-05). The two agree for a network
+            on the whole frame (the notebooks' guide before git 16660ee). The two agree for a network
             that handles wide input. Networks trained on crops tolerate inputs deeper than the crop but
             not wider ones: the cpu teacher's median axial error on 512-sample crops of the simulated
             test pairs is 0.044 samples at the crop's 64 lines and 0.186 at 128
