@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from cdpkd.atomic import write_text
-from cdpkd.estimators import default_device, network_estimator
+from cdpkd.estimators import default_device, network_estimator, normalised_forward
 from cdpkd.models import PWCNet
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
 from cdpkd.recipes import load_trained
@@ -92,25 +92,25 @@ def level_errors(model: torch.nn.Module, pre: np.ndarray, post: np.ndarray, trut
                  size: tuple[int, int], lines: slice, border: int) -> list[list[float]]:
     """Per crop of ``size`` stacked down the frame (as :func:`band_errors`), the axial RMSE (samples) of
     every estimator level's displacement (coarse to fine, then the network's output), each upsampled
-    bilinearly to the crop and scored on the same pixels. Inputs are scaled by the pre crop's standard
-    deviation, as :func:`cdpkd.estimators.network_estimator` does."""
+    bilinearly to the crop and scored on the same pixels. One forward per crop, normalised as
+    :func:`cdpkd.estimators.network_estimator` normalises it, so the last value of each crop is
+    :func:`band_errors` of that estimator without running the network again."""
     device = next(model.parameters()).device
     h = size[0]
     errors = []
     for y0 in range(0, pre.shape[0] - h + 1, h):
-        rows, cols = crop_box(pre.shape, size, y0, lines)
-        a = torch.as_tensor(np.ascontiguousarray(pre[rows, cols]), device=device)[None, None]
-        b = torch.as_tensor(np.ascontiguousarray(post[rows, cols]), device=device)[None, None]
-        std = float(a.std(correction=0))
-        scale = std if std > 0 else 1.0  # as the estimator: a flat crop keeps unit scale
+        box = crop_box(pre.shape, size, y0, lines)
+        a, b = (torch.as_tensor(np.asarray(frame[box], dtype=np.float32), device=device)[None, None]
+                for frame in (pre, post))
         with torch.no_grad():
-            out = model(a / scale, b / scale)
+            out = normalised_forward(model, a, b)
         fields = [F.interpolate(level.float(), size=size, mode="bilinear", align_corners=False)
                   for level in out["levels"]] + [out["displacement"].float()]
-        x0 = cols.start
+        x0 = box[1].start
         kept = (slice(border, h - border), slice(lines.start - x0, lines.stop - x0))
-        target = truth[0][rows, cols][kept]
-        errors.append([float(np.sqrt(np.mean((f[0, 0].cpu().numpy()[kept] - target) ** 2))) for f in fields])
+        truth_box = truth[0][box]
+        errors.append([float(np.sqrt(np.mean((f[0, 0].cpu().numpy().astype(np.float64) - truth_box)[kept] ** 2)))
+                       for f in fields])
     return errors
 
 
@@ -172,9 +172,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             pair = read_pair(test, index)
             for h, w in sizes:
                 args_ = (pair.pre, pair.post, pair.displacement, (h, w), lines, p["border_samples"])
-                per_size[f"{h}x{w}"].append(band_errors(estimate, *args_))
-                if has_levels:
-                    per_level[f"{h}x{w}"] += level_errors(model, *args_)
+                if has_levels:  # one forward per crop gives every level and the output
+                    crops = level_errors(model, *args_)
+                    per_level[f"{h}x{w}"] += crops
+                    per_size[f"{h}x{w}"].append([levels[-1] for levels in crops])
+                else:
+                    per_size[f"{h}x{w}"].append(band_errors(estimate, *args_))
             for mode, fn in (("whole_width", estimate), ("strips", strips)):
                 by_line[mode] += line_errors(fn, pair.pre, pair.post, pair.displacement, rows, p["border_samples"])
         row: dict[str, Any] = {"artifact": name, "crops": {}}

@@ -135,21 +135,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = default_device()
     model = load_trained(folder, device)
     tile = tuple(args.tile) if args.tile else (p["teacher_crop_samples"], p["teacher_crop_lines"])
+    tiles = dict(tile=tile, overlap=p["tile_overlap"])
     methods = {
         "ncc": lambda a, b: ncc_block_matching(a, b, **p["ncc_options"]),
-        "network_plain_tiles": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"]),
-        "network_guided_tiles": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"], guided=True,
-                                                  guide_pass="whole"),
-        # the residual centred on zero: for networks trained on both signs of axial displacement
-        "network_centred_tiles": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"], guided=True,
-                                                   guide_quantile=0.5, guide_margin=0.0, guide_pass="whole"),
-        # the same two guides from full-depth strips of the tile's width instead of one whole-frame pass
-        # (real frames are 2-6x wider than the training crop)
-        "network_guided_strips": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"], guided=True,
-                                                   guide_pass="strips"),
-        "network_centred_strips": network_estimator(model, device, tile=tile, overlap=p["tile_overlap"], guided=True,
-                                                    guide_quantile=0.5, guide_margin=0.0, guide_pass="strips"),
+        "network_plain_tiles": network_estimator(model, device, **tiles),
     }
+    # guided tiles with the coarse pass on the whole frame (as the notebooks before git 16660ee) and on
+    # full-depth strips of the tile's width (real frames are 2-6x wider than the training crop); each
+    # with the notebooks' shift, and with the residual centred on zero (for networks trained on both
+    # signs of axial displacement)
+    rules = {"guided": {}, "centred": {"guide_quantile": 0.5, "guide_margin": 0.0}}
+    for suffix, guide_pass in (("tiles", "whole"), ("strips", "strips")):
+        for rule, options in rules.items():
+            methods[f"network_{rule}_{suffix}"] = network_estimator(model, device, **tiles, guided=True,
+                                                                     guide_pass=guide_pass, **options)
     if args.whole_frame:  # no tiles: what a network that handles wide input could run at a quarter of the cost
         methods["network_whole_frame"] = network_estimator(model, device, tile=None)
     window, border = p["strain_window"], (p["border_samples"], p["border_lines"])

@@ -324,6 +324,20 @@ def test_input_width_study_scores_every_crop_on_every_pair(width_study, smoke_te
         width_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--artifact", name, "--width", "0"])
 
 
+def test_input_width_level_errors_end_with_the_estimators_band_errors(width_study, smoke_teacher, data_root):
+    # the study takes each crop's output error from the per-level forward instead of running the network twice
+    from cdpkd.estimators import network_estimator
+    from cdpkd.recipes import load_trained
+    from cdpkd.sim import read_pair
+
+    p, stages = smoke_teacher
+    model = load_trained(stages[-1], "cpu")
+    pair = read_pair(notebook_datasets(data_root, p, workers=1)["test"], 0)
+    args = (pair.pre, pair.post, pair.displacement, (192, 48), slice(12, 36), p["border_samples"])
+    by_level = width_study.level_errors(model, *args)
+    assert [levels[-1] for levels in by_level] == width_study.band_errors(network_estimator(model, "cpu"), *args)
+
+
 @pytest.fixture(scope="module")
 def diagnostics_study():
     return load_study("teacher_diagnostics.py")

@@ -105,17 +105,13 @@ def _callables(
     trackers: Mapping[str, Tracker],
     device: torch.device,
     precision: str,
-    tile: tuple[int, int] | None,
-    overlap: float,
-    guided: bool,
-    tiles_per_batch: int = 16,
-    guide_pass: str = GUIDE_PASS,
+    estimator_options: Mapping[str, Any],
 ) -> dict[str, Callable[[Any, Any], Any]]:
-    """``{name: (pre, post) -> displacement}`` of every method that runs on ``device`` in ``precision``."""
+    """``{name: (pre, post) -> displacement}`` of every method that runs on ``device`` in ``precision``;
+    the networks through :func:`cdpkd.estimators.network_estimator` with ``estimator_options``."""
     out: dict[str, Callable[[Any, Any], Any]] = {}
     for name, model in networks.items():
-        estimate = network_estimator(model, device, tile=tile, overlap=overlap, guided=guided,
-                                     tiles_per_batch=tiles_per_batch, guide_pass=guide_pass)
+        estimate = network_estimator(model, device, **estimator_options)
         if precision == "bf16":
             out[name] = bf16_autocast(estimate, device)
         else:
@@ -256,13 +252,14 @@ def measure_efficiency(
     # FLOPs are the same on either device (the correlation op carries one formula for both
     # backends); without CPU timing on a GPU run, they are counted on the GPU: no slow CPU pass
     count_on_gpu = use_gpu and not cpu_timing
+    options = dict(tile=tile, overlap=overlap, guided=guided, guide_pass=guide_pass, tiles_per_batch=tiles_per_batch)
     for name in rows:
         rows[name]["peak_mem_cpu_mb"] = rows[name]["latency_cpu_ms"] = nan
         if cpu_bf16:
             rows[name]["latency_cpu_bf16_ms"] = nan
     if cpu_timing or not count_on_gpu:
         with _threads(threads):
-            calls = _callables(networks, trackers, torch.device("cpu"), "fp32", tile, overlap, guided, tiles_per_batch, guide_pass)
+            calls = _callables(networks, trackers, torch.device("cpu"), "fp32", options)
             if not count_on_gpu:
                 _count_flops(rows, {name: partial(fn, pre, post) for name, fn in calls.items()}, networks, trackers)
             if cpu_timing:
@@ -270,7 +267,7 @@ def measure_efficiency(
                     rows[name]["peak_mem_cpu_mb"] = peak_rss_rise_mb(lambda fn=fn: fn(pre, post))
                 timed_calls = {(name, "fp32"): fn for name, fn in calls.items()}
                 if cpu_bf16:  # in the same round-robin: the bf16 / fp32 ratio under one machine load
-                    bf16 = _callables(networks, {}, torch.device("cpu"), "bf16", tile, overlap, guided, tiles_per_batch, guide_pass)
+                    bf16 = _callables(networks, {}, torch.device("cpu"), "bf16", options)
                     timed_calls.update({(name, "bf16"): fn for name, fn in bf16.items()})
                 timed = round_robin_ms({key: (lambda fn=fn: fn(pre, post)) for key, fn in timed_calls.items()}, repeats)
                 for (name, precision), ms in timed.items():
@@ -283,7 +280,7 @@ def measure_efficiency(
         if not use_gpu:
             continue
         cuda = torch.device("cuda")
-        calls = _callables(networks, trackers, cuda, precision, tile, overlap, guided, tiles_per_batch, guide_pass)
+        calls = _callables(networks, trackers, cuda, precision, options)
         inputs = {name: _inputs(pre, post, cuda, name, trackers) for name in calls}
         if count_on_gpu and precision == "fp32":
             _count_flops(rows, {name: partial(fn, *inputs[name]) for name, fn in calls.items()}, networks, trackers)

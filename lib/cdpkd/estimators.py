@@ -60,6 +60,16 @@ def _tile_shift(
     return min(max(dy, -y), height - th - y), 0
 
 
+def normalised_forward(model: nn.Module, pre: torch.Tensor, post: torch.Tensor) -> dict:
+    """``model``'s output dict for N x 1 x h x w crops, each pair divided by its pre crop's standard
+    deviation, as in training (:class:`cdpkd.sim.RFPairDataset` with ``normalize=True``); a flat pre
+    crop, e.g. a blank band of a real frame, keeps unit scale (dividing its post crop by a floored ~0
+    would overflow to inf)."""
+    scale = pre.flatten(1).std(dim=1, correction=0)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale)).view(-1, 1, 1, 1)
+    return model(pre / scale, post / scale)
+
+
 def network_estimator(
     model: nn.Module,
     device: str | torch.device | None = None,
@@ -124,12 +134,8 @@ def network_estimator(
         raise ValueError(f"guide_pass must be one of {GUIDE_PASSES}, got {guide_pass!r}")
 
     def run(pre_t: torch.Tensor, post_t: torch.Tensor) -> torch.Tensor:
-        """Batch of N x 1 x h x w crops -> N x 2 x h x w, each normalised by its own pre std
-        (a flat pre crop, e.g. a blank band of a real frame, keeps unit scale: dividing its
-        post crop by a floored ~0 would overflow to inf)."""
-        scale = pre_t.flatten(1).std(dim=1, correction=0)
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale)).view(-1, 1, 1, 1)
-        return model(pre_t / scale, post_t / scale)["displacement"].float()
+        """Batch of N x 1 x h x w crops -> N x 2 x h x w (:func:`normalised_forward`)."""
+        return normalised_forward(model, pre_t, post_t)["displacement"].float()
 
     def tiled(pre_t: torch.Tensor, post_t: torch.Tensor, th: int, tw: int, overlap: float,
               coarse: torch.Tensor | None = None) -> torch.Tensor:
