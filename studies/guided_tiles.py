@@ -36,7 +36,7 @@ from cdpkd.efficiency import bf16_autocast
 from cdpkd.estimators import default_device, network_estimator
 from cdpkd.evaluation import evaluate_estimators, per_pair_table
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
-from cdpkd.recipes import load_trained
+from cdpkd.recipes import load_trained, network_crop
 from cdpkd.runtime import provenance
 from cdpkd.sim.study import notebook_datasets
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"profile {args.profile}: tiled_inference is off, there are no tiles to guide")
     folders = trained_folders(args.data_dir, args.artifact)
     paths = notebook_datasets(args.data_dir, p)
-    tile = (p["teacher_crop_samples"], p["teacher_crop_lines"])
+    tile = network_crop(p)
     device = default_device()  # as notebook 01 evaluates
     out = output_path(args)
     overlaps = args.overlap or [p["tile_overlap"]]

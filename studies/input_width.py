@@ -40,7 +40,7 @@ from cdpkd.atomic import write_text
 from cdpkd.estimators import default_device, network_estimator, normalised_forward
 from cdpkd.models import PWCNet
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
-from cdpkd.recipes import load_trained
+from cdpkd.recipes import load_trained, network_crop
 from cdpkd.runtime import provenance
 from cdpkd.sim import read_pair
 from cdpkd.sim.study import notebook_datasets
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = resolved_parameters(args.profile, NOTEBOOK)
     folders = trained_folders(args.data_dir, args.artifact)
     test = notebook_datasets(args.data_dir, p)["test"]
-    crop = (p["teacher_crop_samples"], p["teacher_crop_lines"])
+    crop = network_crop(p)
     frame = (p["n_samples"], p["n_lines"])
     sizes = crop_sizes(crop, frame, args.width, args.rows)
     narrowest = min(w for _, w in sizes)

@@ -39,7 +39,7 @@ from cdpkd.io import CIRS059_ACQUISITION, read_rf
 from cdpkd.metrics import axial_strain, warp_ncc
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
 from cdpkd.realdata import inner_mask, no_reference_metrics, roi_mask
-from cdpkd.recipes import load_trained
+from cdpkd.recipes import load_trained, network_crop
 from cdpkd.runtime import provenance
 
 from _study import add_artifact_argument, output_path, study_parser, trained_folders
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     device = default_device()
     model = load_trained(folder, device)
-    tile = tuple(args.tile) if args.tile else (p["teacher_crop_samples"], p["teacher_crop_lines"])
+    tile = tuple(args.tile) if args.tile else network_crop(p)
     tiles = dict(tile=tile, overlap=p["tile_overlap"])
     methods = {
         "ncc": lambda a, b: ncc_block_matching(a, b, **p["ncc_options"]),

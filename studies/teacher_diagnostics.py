@@ -38,7 +38,7 @@ from cdpkd.estimators import default_device, network_estimator
 from cdpkd.evaluation import pair_metrics, scored_mask
 from cdpkd.metrics import axial_strain
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
-from cdpkd.recipes import load_trained
+from cdpkd.recipes import load_trained, network_crop
 from cdpkd.runtime import provenance
 from cdpkd.sim import read_pair
 from cdpkd.sim.release import release_pair
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = resolved_parameters(args.profile, NOTEBOOK)
     folder = trained_folders(args.data_dir, [args.artifact])[args.artifact]
     test = notebook_datasets(args.data_dir, p)["test"]
-    tile, window = (p["teacher_crop_samples"], p["teacher_crop_lines"]), p["strain_window"]
+    tile, window = network_crop(p), p["strain_window"]
     border = (p["border_samples"], p["border_lines"])
     device = default_device()
     model = load_trained(folder, device)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from cdpkd.recipes import (
     component_setting,
     dpnet_recipe,
     final_teacher_loss,
+    network_crop,
     student_loss,
     teacher_base_recipe,
 )
@@ -153,3 +155,23 @@ def test_ablation_setting_from_notebook_parameters(tmp_path):
     with pytest.raises(KeyError, match=r"parameters \['guided_tiles'\] are missing"):
         AblationSetting.from_parameters({k: v for k, v in p.items() if k != "guided_tiles"}, tmp_path, tmp_path,
                                         paths)
+
+
+def test_the_networks_crop_is_the_teachers_last_stages():
+    """Students, baselines and the notebooks' tiles follow a refinement stage that changes the crop."""
+    p = resolved_parameters("cpu", NOTEBOOK_DIR / "04_ablations.ipynb")
+    assert network_crop(p) == (p["teacher_crop_samples"], p["teacher_crop_lines"]) == (256, 64)
+    wide_stage = {"steps": 400, "lr": 1e-4, "crop": [256, 128], "batch_size": 2}
+    wide = {**p, "teacher_refine": [*p["teacher_refine"], wide_stage]}
+    assert network_crop(wide) == (256, 128)
+    assert teacher_base_recipe(wide) == teacher_base_recipe(p)  # the base teacher (and its cache) is unchanged
+    for recipe in (dpnet_recipe(wide), cdp_kdnet_recipe(wide), baseline_recipe(wide), *ablation_bases(wide).values()):
+        assert recipe.crop == (256, 128)
+    paths = {"train": Path("train.h5"), "test": Path("test.h5")}
+    setting = AblationSetting.from_parameters(wide, Path("."), Path("teacher"), paths)
+    assert setting.crop == setting.tile == (256, 128)
+    # a later stage back on the base crop wins: the last stage decides
+    back = {**wide, "teacher_refine": [*wide["teacher_refine"], {"steps": 1, "crop": [256, 64]}]}
+    assert network_crop(back) == (256, 64)
+    with pytest.raises(KeyError, match=r"network_crop: parameters \['teacher_refine'\] are missing"):
+        network_crop({k: v for k, v in p.items() if k != "teacher_refine"})

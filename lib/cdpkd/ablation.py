@@ -50,13 +50,13 @@ from .recipes import (
     ensure_dpnet,
     ensure_unsupervised_model,
 )
-from .recipes.teacher import require_parameters
+from .recipes.teacher import TEACHER_PARAMETERS, network_crop, require_parameters
 from .report import mean_std_text
 
 KINDS = ("cdp_kdnet", "dpnet", "baseline")
 OURS = "CDP-KDNet (ours)"
 # the parameters AblationSetting.from_parameters reads
-SETTING_PARAMETERS = ("teacher_crop_samples", "teacher_crop_lines", "tiled_inference", "tile_overlap", "guided_tiles",
+SETTING_PARAMETERS = (*TEACHER_PARAMETERS, "teacher_refine", "tiled_inference", "tile_overlap", "guided_tiles",
                       "guide_pass",
                       "strain_window", "border_samples", "border_lines", "ablation_test_pairs")
 QUALITY_METRICS = ("strain_rmse", "snre", "cnr_db", "warp_ncc", "disp_rmse_axial", "disp_rmse_lateral")
@@ -135,10 +135,10 @@ class AblationSetting:
         device: torch.device | None = None,
     ) -> AblationSetting:
         """Notebook 04's setting from its parameters (a notebook's ``globals()`` or a resolved-parameters
-        dict): the teacher's training crop, its tiling of inference as in notebooks 01-03, the LS strain
-        window and border, and the first ``ablation_test_pairs`` of ``paths["test"]``."""
+        dict): the teacher's last training crop (:func:`~cdpkd.recipes.network_crop`), its tiling of
+        inference as in notebooks 01-03, the LS strain window and border, and the first ``ablation_test_pairs`` of ``paths["test"]``."""
         require_parameters(params, SETTING_PARAMETERS, "AblationSetting.from_parameters")
-        crop = (int(params["teacher_crop_samples"]), int(params["teacher_crop_lines"]))
+        crop = network_crop(params)
         return cls(data_dir, teacher_dir, paths["train"], paths["test"], crop, profile=profile, device=device,
                    tile=crop if params["tiled_inference"] else None, overlap=params["tile_overlap"],
                    guided=params["guided_tiles"], guide_pass=params["guide_pass"],

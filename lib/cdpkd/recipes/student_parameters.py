@@ -13,7 +13,13 @@ from dataclasses import replace
 from typing import Any
 
 from .students import CDPKDRecipe, DPNetRecipe
-from .teacher import TEACHER_PARAMETERS, final_teacher_loss, require_parameters, teacher_base_recipe
+from .teacher import (
+    TEACHER_PARAMETERS,
+    final_teacher_loss,
+    network_crop,
+    require_parameters,
+    teacher_base_recipe,
+)
 from .unsupervised import UnsupervisedRecipe
 
 # shared by every student and baseline: budget, crop, batch, validation, data options
@@ -49,13 +55,14 @@ def student_loss(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def student_settings(params: Mapping[str, Any]) -> dict[str, Any]:
     """Fields every student recipe shares: ``budget`` (``params_fraction``, ``flops_fraction``,
-    ``min_channels``, ``student_width_multiple``), ``crop`` (samples, lines), ``batch_size``, ``loss``, validation, LS
+    ``min_channels``, ``student_width_multiple``), ``crop`` (samples, lines; the teacher's last stage's:
+    :func:`~cdpkd.recipes.network_crop`), ``batch_size``, ``loss``, validation, LS
     strain window (samples), ``seed`` and the training-data options."""
     require_parameters(params, STUDENT_PARAMETERS, "student_settings")
     return dict(
         budget=dict(params_fraction=params["params_fraction"], flops_fraction=params["flops_fraction"],
                     min_channels=params["min_channels"], multiple_of=params["student_width_multiple"]),
-        crop=(params["teacher_crop_samples"], params["teacher_crop_lines"]),
+        crop=network_crop(params),
         batch_size=params["student_batch_size"], loss=student_loss(params), val_pairs=params["val_pairs"],
         val_every=params["student_val_every"], strain_window=params["strain_window"], seed=params["seed"],
         release_fraction=params["student_release_fraction"], axial_offset=params["student_axial_offset"],

@@ -65,6 +65,18 @@ def teacher_stage_recipes(params: Mapping[str, Any]) -> list[UnsupervisedRecipe]
     return recipes
 
 
+def network_crop(params: Mapping[str, Any]) -> tuple[int, int]:
+    """The crop (samples, lines) of the teacher's last stage: ``teacher_crop_samples`` x
+    ``teacher_crop_lines`` unless a ``teacher_refine`` stage changes ``crop``. The students and
+    baselines train on it, and the notebooks tile every network at it. A network trained on crops
+    tolerates deeper input but not wider (``studies/README.md``, "Training on wider crops"), so a
+    last stage on crops as wide as the frames lets the networks run on the whole frame in one
+    forward (``tiled_inference = False``)."""
+    require_parameters(params, (*TEACHER_PARAMETERS, "teacher_refine"), "network_crop")
+    crop = teacher_stage_recipes(params)[-1].crop
+    return int(crop[0]), int(crop[1])
+
+
 def ensure_teacher(
     root: str | os.PathLike,
     recipe: UnsupervisedRecipe,
