@@ -17,7 +17,8 @@ inference time. ``--whole-frame`` also scores
 one forward on the whole frame (mode ``whole``: no tiles; the guided tiles' first pass alone).
 ``--strips`` also scores guided tiles whose coarse pass runs on full-depth strips of the tile's width
 instead of the whole frame (modes named ``guided-strips`` ...; ``network_estimator(guide_pass="strips")``).
-``--bf16`` also scores every mode under bf16 autocast on the evaluation device (modes named
+``--tile S L`` tiles at another size than the profile's network crop (networks trained on other
+crops). ``--bf16`` also scores every mode under bf16 autocast on the evaluation device (modes named
 ``guided+bf16`` ...): what the faster precision costs in strain quality (the notebooks run fp32).
 
 Writes ``studies/results/guided_tiles_<profile>.json`` (provenance, per network and mode the mean
@@ -54,6 +55,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--strips", action="store_true",
                         help="also score guided tiles with the coarse pass on strips of the tile's width")
     parser.add_argument("--bf16", action="store_true", help="also score every mode under bf16 autocast")
+    parser.add_argument("--tile", type=int, nargs=2, default=None, metavar=("SAMPLES", "LINES"),
+                        help="the networks' tiles (default: the profile's network crop), e.g. for networks "
+                             "trained on wider crops")
     args = parser.parse_args(argv)
     bad = [o for o in args.overlap or [] if not 0.0 <= o < 1.0]
     if bad:
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"profile {args.profile}: tiled_inference is off, there are no tiles to guide")
     folders = trained_folders(args.data_dir, args.artifact)
     paths = notebook_datasets(args.data_dir, p)
-    tile = network_crop(p)
+    tile = tuple(args.tile) if args.tile else network_crop(p)
     device = default_device()  # as notebook 01 evaluates
     out = output_path(args)
     overlaps = args.overlap or [p["tile_overlap"]]

@@ -238,6 +238,18 @@ def test_guided_tiles_study_scores_the_strip_guide(guided_study, smoke_teacher, 
     assert len(strips) == p["n_test"] and all(np.isfinite(strips))
 
 
+def test_guided_tiles_study_takes_another_tile(guided_study, smoke_teacher, data_root, tmp_path):
+    p, stages = smoke_teacher
+    common = ["--profile", "smoke", "--data-dir", str(data_root), "--artifact", f"teacher/{stages[-1].name}"]
+    default = guided_study.main([*common, "--out", str(tmp_path / "d.json")])
+    crop = (p["teacher_crop_samples"], p["teacher_crop_lines"])
+    assert default["evaluation"]["tile"] == list(crop)
+    other = guided_study.main([*common, "--out", str(tmp_path / "t.json"), "--tile", str(crop[0]), str(2 * crop[1])])
+    assert other["evaluation"]["tile"] == [crop[0], 2 * crop[1]]
+    changed = other["networks"][0]["modes"]["plain"]["per_pair_strain_rmse"]
+    assert changed != default["networks"][0]["modes"]["plain"]["per_pair_strain_rmse"]
+
+
 @pytest.fixture(scope="module")
 def width_study():
     return load_study("input_width.py")
