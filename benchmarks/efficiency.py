@@ -3,7 +3,7 @@
     python benchmarks/efficiency.py [--profile cpu] [--samples 2048] [--lines 256] [--repeats 5]
                                     [--threads 2] [--gpu auto|on|off] [--cpu-timing on|off]
                                     [--tiles guided|plain | --whole-frame] [--tiles-per-batch 16]
-                                    [--multiple-of 1] [--cpu-bf16]
+                                    [--multiple-of 1] [--cpu-bf16] [--compile]
                                     [--out benchmarks/results]
 
 Parameters, FLOPs, peak memory and latency depend on the architecture, not on
@@ -17,8 +17,9 @@ batch 1, networks on overlapping tiles of the profile's training crop, guided
 by a whole-frame pass or not (``--tiles``; default: the notebooks' ``guided_tiles``
 under the profile, so this times what they evaluate) or, with ``--whole-frame``,
 in one forward on the whole frame (faster, but not how the networks were
-evaluated: they were trained on crops). Writes
-``efficiency_<profile>[_plain-tiles|_whole-frame][_batch<n>][_multiple<n>][_cpu-bf16]_<device>.json`` with the table,
+evaluated: they were trained on crops). ``--compile`` times the networks through
+``torch.compile``. Writes
+``efficiency_<profile>[_plain-tiles|_whole-frame][_batch<n>][_multiple<n>][_cpu-bf16][_compiled]_<device>.json`` with the table,
 the settings and the provenance (device, library versions, git SHA, date).
 """
 
@@ -60,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-bf16", action="store_true",
                         help="also time the networks under CPU bf16 autocast (latency_cpu_bf16_ms), in the "
                              "same round-robin as fp32")
+    parser.add_argument("--compile", action="store_true",
+                        help="time the networks through torch.compile (compiled in the untimed warm-up round; "
+                             "FLOPs and CPU peak memory from eager calls)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     if args.tiles_per_batch < 1:
@@ -97,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu_timing=args.cpu_timing == "on",
         cpu_bf16=args.cpu_bf16,
         tiles_per_batch=args.tiles_per_batch,
+        compile_model=args.compile,
     )
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     slug = file_slug(device_description())
@@ -107,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         mode += f"_multiple{args.multiple_of}"
     if args.cpu_bf16:
         mode += "_cpu-bf16"
+    if args.compile:
+        mode += "_compiled"
     path = args.out / f"efficiency_{args.profile}{mode}_{slug}.json"
     write_json(
         path,
@@ -122,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             "tile": list(tile) if tile else None,
             "guided_tiles": guided,
             "tiles_per_batch": None if args.whole_frame else args.tiles_per_batch,
+            "compiled": args.compile,
             "ops_backends": describe_backends(),  # "last": what the correlation / warp ops ran last (GPU pass)
             "methods": {
                 k: {c: (None if v != v else float(v)) for c, v in row.items()} for k, row in table.iterrows()

@@ -33,3 +33,14 @@ def load_benchmark():
         return module
 
     return load
+
+
+@pytest.fixture
+def cpp_compiler() -> str:
+    """The C++ compiler TorchInductor uses on the CPU (``torch.compile``); skips the test without one."""
+    import shutil
+
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    pytest.skip("torch.compile on the CPU needs a C++ compiler (g++ / clang++), none found")

@@ -251,3 +251,19 @@ def test_tiles_per_batch_changes_the_batching_not_the_estimate():
     for bad in (0, 2.5):
         with pytest.raises(ValueError, match="tiles_per_batch"):
             network_estimator(model, "cpu", tile=(64, 32), tiles_per_batch=bad)
+
+
+def test_compiled_estimator_matches_eager(cpp_compiler):
+    """torch.compile changes the speed, not the estimate (to float rounding), and really compiles."""
+    from torch._dynamo.utils import counters
+
+    rng = np.random.default_rng(2)
+    pre = rng.standard_normal((128, 32)).astype(np.float32)
+    post = np.roll(pre, 2, axis=0)
+    model = build_model(dataclasses.replace(get_config("umen_teacher_smoke"), refine_widths=(4,)), seed=0)
+    eager = network_estimator(model, "cpu")(pre, post)
+    graphs = counters["stats"]["unique_graphs"]
+    compiled = network_estimator(model, "cpu", compile_model=True)(pre, post)
+    assert counters["stats"]["unique_graphs"] > graphs, "nothing was compiled"
+    np.testing.assert_allclose(compiled, eager, rtol=1e-4, atol=1e-4)
+    assert np.abs(eager).max() > 1e-3  # a non-trivial output was compared

@@ -131,3 +131,13 @@ def test_measure_efficiency_on_gpu():
         "peak_mem_gpu_bf16_mb",
     ):
         assert table.loc["usenet", column] > 0
+
+
+def test_measure_efficiency_compiled_keeps_the_eager_counts(cpp_compiler):
+    pre, post = _pair()
+    model = build_model("usenet_smoke")
+    eager = measure_efficiency(pre, post, {"usenet": model}, repeats=1, gpu=False)
+    compiled = measure_efficiency(pre, post, {"usenet": model}, repeats=1, gpu=False, compile_model=True,
+                                  cpu_bf16=True)
+    assert compiled.loc["usenet", "gflops"] == pytest.approx(eager.loc["usenet", "gflops"])
+    assert compiled.loc["usenet", "latency_cpu_ms"] > 0 and compiled.loc["usenet", "latency_cpu_bf16_ms"] > 0

@@ -207,6 +207,7 @@ def measure_efficiency(
     cpu_timing: bool = True,
     cpu_bf16: bool = False,
     tiles_per_batch: int = 16,
+    compile_model: bool = False,
 ) -> pd.DataFrame:
     """Parameters, FLOPs, peak memory and latency of one call of every method on the pair (``pre``, ``post``).
 
@@ -225,6 +226,9 @@ def measure_efficiency(
             (the same count, without a slow CPU pass; CPU-only trackers then get NaN).
         cpu_bf16: also time the networks under CPU bf16 autocast (``latency_cpu_bf16_ms``);
             needs ``cpu_timing``.
+        compile_model: time the networks through ``torch.compile`` (compiled in the warm-up round, which
+            is not timed); FLOPs and CPU peak memory stay those of the eager calls (the FLOP counter
+            does not see into compiled code; compiling itself would dominate the memory rise).
 
     Returns:
         One row per method (index ``method``), columns as in the module docstring.
@@ -253,6 +257,7 @@ def measure_efficiency(
     # backends); without CPU timing on a GPU run, they are counted on the GPU: no slow CPU pass
     count_on_gpu = use_gpu and not cpu_timing
     options = dict(tile=tile, overlap=overlap, guided=guided, guide_pass=guide_pass, tiles_per_batch=tiles_per_batch)
+    timed_options = {**options, "compile_model": compile_model}
     for name in rows:
         rows[name]["peak_mem_cpu_mb"] = rows[name]["latency_cpu_ms"] = nan
         if cpu_bf16:
@@ -265,9 +270,11 @@ def measure_efficiency(
             if cpu_timing:
                 for name, fn in calls.items():
                     rows[name]["peak_mem_cpu_mb"] = peak_rss_rise_mb(lambda fn=fn: fn(pre, post))
+                if compile_model:
+                    calls = _callables(networks, trackers, torch.device("cpu"), "fp32", timed_options)
                 timed_calls = {(name, "fp32"): fn for name, fn in calls.items()}
                 if cpu_bf16:  # in the same round-robin: the bf16 / fp32 ratio under one machine load
-                    bf16 = _callables(networks, {}, torch.device("cpu"), "bf16", options)
+                    bf16 = _callables(networks, {}, torch.device("cpu"), "bf16", timed_options)
                     timed_calls.update({(name, "bf16"): fn for name, fn in bf16.items()})
                 timed = round_robin_ms({key: (lambda fn=fn: fn(pre, post)) for key, fn in timed_calls.items()}, repeats)
                 for (name, precision), ms in timed.items():
@@ -280,10 +287,11 @@ def measure_efficiency(
         if not use_gpu:
             continue
         cuda = torch.device("cuda")
-        calls = _callables(networks, trackers, cuda, precision, options)
+        calls = _callables(networks, trackers, cuda, precision, timed_options)
         inputs = {name: _inputs(pre, post, cuda, name, trackers) for name in calls}
         if count_on_gpu and precision == "fp32":
-            _count_flops(rows, {name: partial(fn, *inputs[name]) for name, fn in calls.items()}, networks, trackers)
+            eager = _callables(networks, trackers, cuda, precision, options) if compile_model else calls
+            _count_flops(rows, {name: partial(fn, *inputs[name]) for name, fn in eager.items()}, networks, trackers)
             for name in rows:  # CPU-only methods (GLUE) were not run: their FLOPs are not counted either
                 rows[name].setdefault("gflops", nan)
         bound = {name: _bound(fn, cuda, inputs[name]) for name, fn in calls.items()}
