@@ -133,11 +133,17 @@ def test_measure_efficiency_on_gpu():
         assert table.loc["usenet", column] > 0
 
 
-def test_measure_efficiency_compiled_keeps_the_eager_counts(cpp_compiler):
+def test_measure_efficiency_times_compiled_networks_beside_eager(cpp_compiler):
     pre, post = _pair()
     model = build_model("usenet_smoke")
+    trackers = {"zeros": Tracker(_numpy_tracker, flops_counted=False)}
     eager = measure_efficiency(pre, post, {"usenet": model}, repeats=1, gpu=False)
-    compiled = measure_efficiency(pre, post, {"usenet": model}, repeats=1, gpu=False, compile_model=True,
-                                  cpu_bf16=True)
-    assert compiled.loc["usenet", "gflops"] == pytest.approx(eager.loc["usenet", "gflops"])
-    assert compiled.loc["usenet", "latency_cpu_ms"] > 0 and compiled.loc["usenet", "latency_cpu_bf16_ms"] > 0
+    table = measure_efficiency(pre, post, {"usenet": model}, trackers, repeats=1, gpu=False, cpu_compiled=True,
+                               cpu_bf16=True)
+    assert table.loc["usenet", "gflops"] == pytest.approx(eager.loc["usenet", "gflops"])  # the eager count
+    for column in ("latency_cpu_ms", "latency_cpu_bf16_ms", "latency_cpu_compiled_ms", "latency_cpu_bf16_compiled_ms"):
+        assert table.loc["usenet", column] > 0
+    assert math.isnan(table.loc["zeros", "latency_cpu_compiled_ms"])  # trackers are not compiled
+    assert "latency_cpu_compiled_ms" not in eager.columns
+    with pytest.raises(ValueError, match="cpu_compiled"):
+        measure_efficiency(pre, post, {"usenet": model}, gpu=False, cpu_timing=False, cpu_compiled=True)

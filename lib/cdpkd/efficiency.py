@@ -18,6 +18,9 @@ Networks and classical trackers are measured on the same frame pair, one call
 - with ``cpu_bf16``: ``latency_cpu_bf16_ms``, the networks under CPU bf16 autocast
   (fast on CPUs with AVX512-BF16 or AMX), timed in the same round-robin as the fp32
   calls; NaN for the trackers;
+- with ``cpu_compiled``: ``latency_cpu_compiled_ms`` (and, with ``cpu_bf16``,
+  ``latency_cpu_bf16_compiled_ms``), the networks through ``torch.compile``, compiled in the
+  untimed warm-up round and timed in the same round-robin as the eager calls; NaN for the trackers;
 - on a GPU (when present): ``latency_gpu_fp32_ms`` / ``latency_gpu_bf16_ms``
   (bf16 autocast; grids stay fp32 inside the models) and
   ``peak_mem_gpu_fp32_mb`` / ``peak_mem_gpu_bf16_mb`` (``max_memory_allocated``
@@ -123,6 +126,21 @@ def _callables(
     return out
 
 
+# CPU latency variants ("<precision>[-compiled]") and their columns
+CPU_LATENCY_COLUMNS = {
+    "fp32": "latency_cpu_ms",
+    "bf16": "latency_cpu_bf16_ms",
+    "fp32-compiled": "latency_cpu_compiled_ms",
+    "bf16-compiled": "latency_cpu_bf16_compiled_ms",
+}
+
+
+def _cpu_columns(bf16: bool, compiled: bool) -> dict[str, str]:
+    """The CPU latency variants to time, with their columns (fp32 eager always)."""
+    return {variant: column for variant, column in CPU_LATENCY_COLUMNS.items()
+            if (bf16 or not variant.startswith("bf16")) and (compiled or not variant.endswith("compiled"))}
+
+
 def bf16_autocast(fn: Callable[[Any, Any], Any], device: torch.device | str) -> Callable[[Any, Any], Any]:
     """``fn(pre, post)`` run under bf16 autocast on ``device``'s type (convolutions and matrix
     products in bf16; network estimators still return fp32 displacements)."""
@@ -207,7 +225,7 @@ def measure_efficiency(
     cpu_timing: bool = True,
     cpu_bf16: bool = False,
     tiles_per_batch: int = 16,
-    compile_model: bool = False,
+    cpu_compiled: bool = False,
 ) -> pd.DataFrame:
     """Parameters, FLOPs, peak memory and latency of one call of every method on the pair (``pre``, ``post``).
 
@@ -226,9 +244,9 @@ def measure_efficiency(
             (the same count, without a slow CPU pass; CPU-only trackers then get NaN).
         cpu_bf16: also time the networks under CPU bf16 autocast (``latency_cpu_bf16_ms``);
             needs ``cpu_timing``.
-        compile_model: time the networks through ``torch.compile`` (compiled in the warm-up round, which
-            is not timed); FLOPs and CPU peak memory stay those of the eager calls (the FLOP counter
-            does not see into compiled code; compiling itself would dominate the memory rise).
+        cpu_compiled: also time the networks through ``torch.compile`` (``latency_cpu_compiled_ms``;
+            needs ``cpu_timing`` and, on the CPU, a C++ compiler). FLOPs and peak memory are the eager
+            calls' (the counter does not see into compiled code).
 
     Returns:
         One row per method (index ``method``), columns as in the module docstring.
@@ -242,8 +260,9 @@ def measure_efficiency(
     post = np.ascontiguousarray(post, dtype=np.float32)
     if pre.ndim != 2 or pre.shape != post.shape:
         raise ValueError(f"need two H x W frames of one shape, got {pre.shape} and {post.shape}")
-    if cpu_bf16 and not cpu_timing:
-        raise ValueError("cpu_bf16 times the CPU: it needs cpu_timing=True")
+    for flag, on in (("cpu_bf16", cpu_bf16), ("cpu_compiled", cpu_compiled)):
+        if on and not cpu_timing:
+            raise ValueError(f"{flag} times the CPU: it needs cpu_timing=True")
     use_gpu = torch.cuda.is_available() if gpu is None else bool(gpu)
     if use_gpu and not torch.cuda.is_available():
         raise ValueError("gpu=True but CUDA is not available")
@@ -257,11 +276,10 @@ def measure_efficiency(
     # backends); without CPU timing on a GPU run, they are counted on the GPU: no slow CPU pass
     count_on_gpu = use_gpu and not cpu_timing
     options = dict(tile=tile, overlap=overlap, guided=guided, guide_pass=guide_pass, tiles_per_batch=tiles_per_batch)
-    timed_options = {**options, "compile_model": compile_model}
     for name in rows:
         rows[name]["peak_mem_cpu_mb"] = rows[name]["latency_cpu_ms"] = nan
-        if cpu_bf16:
-            rows[name]["latency_cpu_bf16_ms"] = nan
+        for column in _cpu_columns(cpu_bf16, cpu_compiled).values():
+            rows[name][column] = nan
     if cpu_timing or not count_on_gpu:
         with _threads(threads):
             calls = _callables(networks, trackers, torch.device("cpu"), "fp32", options)
@@ -270,15 +288,17 @@ def measure_efficiency(
             if cpu_timing:
                 for name, fn in calls.items():
                     rows[name]["peak_mem_cpu_mb"] = peak_rss_rise_mb(lambda fn=fn: fn(pre, post))
-                if compile_model:
-                    calls = _callables(networks, trackers, torch.device("cpu"), "fp32", timed_options)
-                timed_calls = {(name, "fp32"): fn for name, fn in calls.items()}
-                if cpu_bf16:  # in the same round-robin: the bf16 / fp32 ratio under one machine load
-                    bf16 = _callables(networks, {}, torch.device("cpu"), "bf16", timed_options)
-                    timed_calls.update({(name, "bf16"): fn for name, fn in bf16.items()})
+                # every variant in one round-robin: their ratios are taken under one machine load
+                columns = _cpu_columns(cpu_bf16, cpu_compiled)
+                timed_calls = {}
+                for variant in columns:
+                    precision, compiled = variant.split("-")[0], variant.endswith("compiled")
+                    variant_calls = calls if variant == "fp32" else _callables(
+                        networks, {}, torch.device("cpu"), precision, {**options, "compile_model": compiled})
+                    timed_calls.update({(name, variant): fn for name, fn in variant_calls.items()})
                 timed = round_robin_ms({key: (lambda fn=fn: fn(pre, post)) for key, fn in timed_calls.items()}, repeats)
-                for (name, precision), ms in timed.items():
-                    rows[name]["latency_cpu_ms" if precision == "fp32" else "latency_cpu_bf16_ms"] = ms
+                for (name, variant), ms in timed.items():
+                    rows[name][columns[variant]] = ms
 
     for precision in PRECISIONS:
         for name in rows:
@@ -287,11 +307,10 @@ def measure_efficiency(
         if not use_gpu:
             continue
         cuda = torch.device("cuda")
-        calls = _callables(networks, trackers, cuda, precision, timed_options)
+        calls = _callables(networks, trackers, cuda, precision, options)
         inputs = {name: _inputs(pre, post, cuda, name, trackers) for name in calls}
         if count_on_gpu and precision == "fp32":
-            eager = _callables(networks, trackers, cuda, precision, options) if compile_model else calls
-            _count_flops(rows, {name: partial(fn, *inputs[name]) for name, fn in eager.items()}, networks, trackers)
+            _count_flops(rows, {name: partial(fn, *inputs[name]) for name, fn in calls.items()}, networks, trackers)
             for name in rows:  # CPU-only methods (GLUE) were not run: their FLOPs are not counted either
                 rows[name].setdefault("gflops", nan)
         bound = {name: _bound(fn, cuda, inputs[name]) for name, fn in calls.items()}
