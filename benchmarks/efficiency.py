@@ -3,6 +3,7 @@
     python benchmarks/efficiency.py [--profile cpu] [--samples 2048] [--lines 256] [--repeats 5]
                                     [--threads 2] [--gpu auto|on|off] [--cpu-timing on|off]
                                     [--tiles guided|plain | --whole-frame] [--tiles-per-batch 16]
+                                    [--tile SAMPLES LINES] [--overlap 0.5]
                                     [--multiple-of 1] [--cpu-bf16] [--compile]
                                     [--out benchmarks/results]
 
@@ -19,7 +20,7 @@ under the profile, so this times what they evaluate) or, with ``--whole-frame``,
 in one forward on the whole frame (faster, but not how the networks were
 evaluated: they were trained on crops). ``--compile`` also times the networks through
 ``torch.compile`` on the CPU. Writes
-``efficiency_<profile>[_plain-tiles|_whole-frame][_batch<n>][_multiple<n>][_cpu-bf16][_compiled]_<device>.json`` with the table,
+``efficiency_<profile>[_plain-tiles|_whole-frame][_tile<s>x<l>][_overlap<o>][_batch<n>][_multiple<n>][_cpu-bf16][_compiled]_<device>.json`` with the table,
 the settings and the provenance (device, library versions, git SHA, date).
 """
 
@@ -58,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="round the student's widths to multiples of this (default: the profile's "
                              "student_width_multiple)")
     parser.add_argument("--whole-frame", action="store_true", help="one forward per frame instead of tiles")
+    parser.add_argument("--tile", type=int, nargs=2, default=None, metavar=("SAMPLES", "LINES"),
+                        help="tile size (default: the profile's network crop), e.g. tiles deeper than the crop")
+    parser.add_argument("--overlap", type=float, default=None,
+                        help="tile overlap in [0, 1) (default: the notebooks' tile_overlap under --profile)")
     parser.add_argument("--cpu-bf16", action="store_true",
                         help="also time the networks under CPU bf16 autocast (latency_cpu_bf16_ms), in the "
                              "same round-robin as fp32")
@@ -68,17 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.tiles_per_batch < 1:
         parser.error("--tiles-per-batch must be >= 1")
-    if args.whole_frame and args.tiles:
-        parser.error("--tiles and --whole-frame exclude each other")
+    if args.whole_frame and (args.tiles or args.tile or args.overlap is not None):
+        parser.error("--tiles, --tile and --overlap describe tiles: not with --whole-frame")
+    if args.overlap is not None and not 0.0 <= args.overlap < 1.0:
+        parser.error(f"--overlap must be in [0, 1), got {args.overlap}")
     if (args.cpu_bf16 or args.compile) and args.cpu_timing == "off":
         parser.error("--cpu-bf16 and --compile time the CPU: not with --cpu-timing off")
 
     if args.multiple_of is not None and args.multiple_of < 1:
         parser.error("--multiple-of must be >= 1")
     networks, crop, settings = profile_networks(args.profile, args.multiple_of)
+    notebook = resolved_parameters(args.profile, NOTEBOOK_DIR / "04_ablations.ipynb")
+    overlap = notebook["tile_overlap"] if args.overlap is None else args.overlap
     if args.tiles is None:
-        guided = not args.whole_frame and bool(
-            resolved_parameters(args.profile, NOTEBOOK_DIR / "04_ablations.ipynb")["guided_tiles"])
+        guided = not args.whole_frame and bool(notebook["guided_tiles"])
     else:
         guided = args.tiles == "guided"
     trackers = {
@@ -87,13 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     pair = simulate_pair(simulation_config(n_samples=args.samples, n_lines=args.lines), seed=0)
     gpu = {"auto": None, "on": True, "off": False}[args.gpu]
-    tile = None if args.whole_frame else crop
+    tile = None if args.whole_frame else (tuple(args.tile) if args.tile else crop)
     table = measure_efficiency(
         pair.pre,
         pair.post,
         networks,
         trackers,
         tile=tile,
+        overlap=overlap,
         guided=guided,
         repeats=args.repeats,
         threads=args.threads,
@@ -106,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     slug = file_slug(device_description())
     mode = "_whole-frame" if args.whole_frame else ("" if guided else "_plain-tiles")
+    if tile is not None and tuple(tile) != tuple(crop):
+        mode += f"_tile{tile[0]}x{tile[1]}"
+    if tile is not None and overlap != notebook["tile_overlap"]:
+        mode += f"_overlap{overlap:g}"
     if args.tiles_per_batch != 16 and not args.whole_frame:
         mode += f"_batch{args.tiles_per_batch}"
     if args.multiple_of is not None and args.multiple_of != settings["profile_width_multiple"]:
@@ -127,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_timing": args.cpu_timing == "on",
             **settings,
             "tile": list(tile) if tile else None,
+            "overlap": overlap if tile else None,
             "guided_tiles": guided,
             "tiles_per_batch": None if args.whole_frame else args.tiles_per_batch,
             "compiled": args.compile,

@@ -60,9 +60,13 @@ def test_benchmark_builds_the_profile_networks_at_the_budget():
 
 def test_benchmark_refuses_tiles_with_whole_frame(capsys, load_benchmark):
     module = load_benchmark("efficiency")
+    for args in (["--tiles", "plain"], ["--tile", "512", "128"], ["--overlap", "0.25"]):
+        with pytest.raises(SystemExit):
+            module.main([*args, "--whole-frame"])
+        assert "not with --whole-frame" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        module.main(["--tiles", "plain", "--whole-frame"])
-    assert "exclude each other" in capsys.readouterr().err
+        module.main(["--overlap", "1.0"])
+    assert "--overlap must be in [0, 1)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("multiple_of", [None, 1])
