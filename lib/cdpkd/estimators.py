@@ -60,6 +60,20 @@ def _tile_shift(
     return min(max(dy, -y), height - th - y), 0
 
 
+# Every compiled network of one class shares one compile cache (its forward's code), one entry per
+# network, input shape and precision: torch's default limit (8) silently sends the ninth back to
+# eager mode, e.g. the bf16 tiles of a third network in one efficiency table.
+RECOMPILE_LIMIT = 64
+
+
+def _more_recompiles():
+    """A context raising TorchDynamo's per-code-object recompile limit to :data:`RECOMPILE_LIMIT`
+    (``recompile_limit``; ``cache_size_limit`` in older torch)."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    return config.patch(**{name: RECOMPILE_LIMIT})
+
+
 def normalised_forward(model: nn.Module, pre: torch.Tensor, post: torch.Tensor) -> dict:
     """``model``'s output dict for N x 1 x h x w crops, each pair divided by its pre crop's standard
     deviation, as in training (:class:`cdpkd.sim.RFPairDataset` with ``normalize=True``); a flat pre
@@ -122,10 +136,10 @@ def network_estimator(
             wider than that.
         compile_model: run the network through ``torch.compile`` (TorchInductor; on the CPU it needs a
             C++ compiler). The first call for each input shape compiles (about a minute for the cpu
-            networks on 2 cores); later calls are faster, on 2 AVX512 cores 1.6x (teacher) to 2.3x
-            (student) for one forward on a 2048 x 256 frame (``benchmarks/efficiency.py --compile``).
-            Outputs agree with eager mode to float rounding. Each distinct tile batch or frame shape is
-            one more compilation.
+            networks on 2 cores); later calls are faster: the cpu student's forward on a whole
+            2048 x 256 frame 1.58x on 2 AVX512 cores (``benchmarks/efficiency.py --compile``, README
+            "Benchmarks (CPU)"). Outputs agree with eager mode to float rounding. Each distinct tile
+            batch or frame shape is one more compilation.
     """
     device = torch.device(device) if device is not None else default_device()
     model = model.to(device).eval()
@@ -143,7 +157,10 @@ def network_estimator(
 
     def run(pre_t: torch.Tensor, post_t: torch.Tensor) -> torch.Tensor:
         """Batch of N x 1 x h x w crops -> N x 2 x h x w (:func:`normalised_forward`)."""
-        return normalised_forward(network, pre_t, post_t)["displacement"].float()
+        if not compile_model:
+            return normalised_forward(network, pre_t, post_t)["displacement"].float()
+        with _more_recompiles():
+            return normalised_forward(network, pre_t, post_t)["displacement"].float()
 
     def tiled(pre_t: torch.Tensor, post_t: torch.Tensor, th: int, tw: int, overlap: float,
               coarse: torch.Tensor | None = None) -> torch.Tensor:
