@@ -136,7 +136,8 @@ class AblationSetting:
     ) -> AblationSetting:
         """Notebook 04's setting from its parameters (a notebook's ``globals()`` or a resolved-parameters
         dict): the teacher's last training crop (:func:`~cdpkd.recipes.network_crop`), its tiling of
-        inference as in notebooks 01-03, the LS strain window and border, and the first ``ablation_test_pairs`` of ``paths["test"]``."""
+        inference as in notebooks 01-03, the LS strain window and border, and the first
+        ``ablation_test_pairs`` of ``paths["test"]``."""
         require_parameters(params, SETTING_PARAMETERS, "AblationSetting.from_parameters")
         crop = network_crop(params)
         return cls(data_dir, teacher_dir, paths["train"], paths["test"], crop, profile=profile, device=device,

@@ -7,6 +7,7 @@ lateral lines); classical trackers already have that form, networks get it here.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import numpy as np
@@ -157,9 +158,7 @@ def network_estimator(
 
     def run(pre_t: torch.Tensor, post_t: torch.Tensor) -> torch.Tensor:
         """Batch of N x 1 x h x w crops -> N x 2 x h x w (:func:`normalised_forward`)."""
-        if not compile_model:
-            return normalised_forward(network, pre_t, post_t)["displacement"].float()
-        with _more_recompiles():
+        with _more_recompiles() if compile_model else contextlib.nullcontext():
             return normalised_forward(network, pre_t, post_t)["displacement"].float()
 
     def tiled(pre_t: torch.Tensor, post_t: torch.Tensor, th: int, tw: int, overlap: float,

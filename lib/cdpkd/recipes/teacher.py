@@ -70,8 +70,9 @@ def network_crop(params: Mapping[str, Any]) -> tuple[int, int]:
     ``teacher_crop_lines`` unless a ``teacher_refine`` stage changes ``crop``. The students and
     baselines train on it, and the notebooks tile every network at it. A network trained on crops
     tolerates deeper input but not wider (``studies/README.md``, "Training on wider crops"), so a
-    last stage on crops as wide as the frames lets the networks run on the whole frame in one
-    forward (``tiled_inference = False``)."""
+    last stage on crops as wide as the frames lets the networks run on frame-wide tiles, or on the
+    whole frame in one forward (``tiled_inference = False``; on the simulated test pairs that loses
+    the pairs at 3 % strain: "Students from the wide-crop teacher")."""
     require_parameters(params, (*TEACHER_PARAMETERS, "teacher_refine"), "network_crop")
     crop = teacher_stage_recipes(params)[-1].crop
     return int(crop[0]), int(crop[1])
