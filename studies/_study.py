@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cdpkd.recipes import network_crop
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "studies" / "results"
 
@@ -74,6 +76,26 @@ def add_artifact_argument(parser: argparse.ArgumentParser, *, repeatable: bool =
     else:
         parser.add_argument("--artifact", required=True, metavar="KIND/KEY",
                             help="a trained network's folder under --data-dir, e.g. teacher/<key>")
+
+
+def _size(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a tile size must be >= 1, got {value}")
+    return value
+
+
+def add_tile_argument(parser: argparse.ArgumentParser) -> None:
+    """``--tile SAMPLES LINES``: the networks' tiles instead of the profile's network crop, for
+    networks trained on other crops (see :func:`study_tile`)."""
+    parser.add_argument("--tile", type=_size, nargs=2, default=None, metavar=("SAMPLES", "LINES"),
+                        help="the networks' tiles (default: the profile's network crop, "
+                             "cdpkd.recipes.network_crop), e.g. for networks trained on wider crops")
+
+
+def study_tile(args: argparse.Namespace, params: dict[str, Any]) -> tuple[int, int]:
+    """``--tile``, or the crop of the teacher's last stage under the notebook parameters ``params``."""
+    return (args.tile[0], args.tile[1]) if args.tile else network_crop(params)
 
 
 def output_path(args: argparse.Namespace) -> Path:

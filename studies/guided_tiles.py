@@ -37,11 +37,18 @@ from cdpkd.efficiency import bf16_autocast
 from cdpkd.estimators import default_device, network_estimator
 from cdpkd.evaluation import evaluate_estimators, per_pair_table
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
-from cdpkd.recipes import load_trained, network_crop
+from cdpkd.recipes import load_trained
 from cdpkd.runtime import provenance
 from cdpkd.sim.study import notebook_datasets
 
-from _study import add_artifact_argument, output_path, study_parser, trained_folders
+from _study import (
+    add_artifact_argument,
+    add_tile_argument,
+    output_path,
+    study_parser,
+    study_tile,
+    trained_folders,
+)
 
 NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
 
@@ -55,9 +62,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--strips", action="store_true",
                         help="also score guided tiles with the coarse pass on strips of the tile's width")
     parser.add_argument("--bf16", action="store_true", help="also score every mode under bf16 autocast")
-    parser.add_argument("--tile", type=int, nargs=2, default=None, metavar=("SAMPLES", "LINES"),
-                        help="the networks' tiles (default: the profile's network crop), e.g. for networks "
-                             "trained on wider crops")
+    add_tile_argument(parser)
     args = parser.parse_args(argv)
     bad = [o for o in args.overlap or [] if not 0.0 <= o < 1.0]
     if bad:
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"profile {args.profile}: tiled_inference is off, there are no tiles to guide")
     folders = trained_folders(args.data_dir, args.artifact)
     paths = notebook_datasets(args.data_dir, p)
-    tile = tuple(args.tile) if args.tile else network_crop(p)
+    tile = study_tile(args, p)
     device = default_device()  # as notebook 01 evaluates
     out = output_path(args)
     overlaps = args.overlap or [p["tile_overlap"]]

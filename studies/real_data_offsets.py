@@ -39,10 +39,17 @@ from cdpkd.io import CIRS059_ACQUISITION, read_rf
 from cdpkd.metrics import axial_strain, warp_ncc
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
 from cdpkd.realdata import inner_mask, no_reference_metrics, roi_mask
-from cdpkd.recipes import load_trained, network_crop
+from cdpkd.recipes import load_trained
 from cdpkd.runtime import provenance
 
-from _study import add_artifact_argument, output_path, study_parser, trained_folders
+from _study import (
+    add_artifact_argument,
+    add_tile_argument,
+    output_path,
+    study_parser,
+    study_tile,
+    trained_folders,
+)
 
 NOTEBOOK = NOTEBOOK_DIR / "05_invivo_evaluation.ipynb"
 DEPTH_BAND = 250  # rows (samples) per band of agreement_by_depth
@@ -107,13 +114,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     add_artifact_argument(parser)
     parser.add_argument("--real-data-dir", type=Path, default=None,
                         help="default: notebook 05's real_data_dir (relative to notebooks/)")
-    parser.add_argument("--tile", type=int, nargs=2, default=None, metavar=("SAMPLES", "LINES"),
-                        help="the network's tiles (default: notebook 05's teacher crop), e.g. a network trained on wider crops")
+    add_tile_argument(parser)
     parser.add_argument("--whole-frame", action="store_true",
                         help="also run the network in one forward on the whole frame (mode network_whole_frame)")
     args = parser.parse_args(argv)
-    if args.tile is not None and min(args.tile) < 1:
-        parser.error("--tile takes two sizes >= 1")
 
     p = resolved_parameters(args.profile, NOTEBOOK)
     real_dir = args.real_data_dir or (NOTEBOOK_DIR / p["real_data_dir"]).resolve()
@@ -134,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     device = default_device()
     model = load_trained(folder, device)
-    tile = tuple(args.tile) if args.tile else network_crop(p)
+    tile = study_tile(args, p)
     tiles = dict(tile=tile, overlap=p["tile_overlap"])
     methods = {
         "ncc": lambda a, b: ncc_block_matching(a, b, **p["ncc_options"]),

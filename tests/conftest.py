@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -38,9 +39,8 @@ def load_benchmark():
 @pytest.fixture
 def cpp_compiler() -> str:
     """The C++ compiler TorchInductor uses on the CPU (``torch.compile``); skips the test without one."""
-    import shutil
-
     for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
-        if name and shutil.which(name):
-            return shutil.which(name)
+        path = shutil.which(name) if name else None
+        if path:
+            return path
     pytest.skip("torch.compile on the CPU needs a C++ compiler (g++ / clang++), none found")

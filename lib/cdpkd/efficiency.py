@@ -126,19 +126,19 @@ def _callables(
     return out
 
 
-# CPU latency variants ("<precision>[-compiled]") and their columns
+# CPU latency column of each (precision, compiled) variant
 CPU_LATENCY_COLUMNS = {
-    "fp32": "latency_cpu_ms",
-    "bf16": "latency_cpu_bf16_ms",
-    "fp32-compiled": "latency_cpu_compiled_ms",
-    "bf16-compiled": "latency_cpu_bf16_compiled_ms",
+    ("fp32", False): "latency_cpu_ms",
+    ("bf16", False): "latency_cpu_bf16_ms",
+    ("fp32", True): "latency_cpu_compiled_ms",
+    ("bf16", True): "latency_cpu_bf16_compiled_ms",
 }
 
 
-def _cpu_columns(bf16: bool, compiled: bool) -> dict[str, str]:
+def _cpu_columns(bf16: bool, compiled: bool) -> dict[tuple[str, bool], str]:
     """The CPU latency variants to time, with their columns (fp32 eager always)."""
-    return {variant: column for variant, column in CPU_LATENCY_COLUMNS.items()
-            if (bf16 or not variant.startswith("bf16")) and (compiled or not variant.endswith("compiled"))}
+    return {(precision, comp): column for (precision, comp), column in CPU_LATENCY_COLUMNS.items()
+            if (bf16 or precision == "fp32") and (compiled or not comp)}
 
 
 def bf16_autocast(fn: Callable[[Any, Any], Any], device: torch.device | str) -> Callable[[Any, Any], Any]:
@@ -292,8 +292,8 @@ def measure_efficiency(
                 columns = _cpu_columns(cpu_bf16, cpu_compiled)
                 timed_calls = {}
                 for variant in columns:
-                    precision, compiled = variant.split("-")[0], variant.endswith("compiled")
-                    variant_calls = calls if variant == "fp32" else _callables(
+                    precision, compiled = variant
+                    variant_calls = calls if variant == ("fp32", False) else _callables(
                         networks, {}, torch.device("cpu"), precision, {**options, "compile_model": compiled})
                     timed_calls.update({(name, variant): fn for name, fn in variant_calls.items()})
                 timed = round_robin_ms({key: (lambda fn=fn: fn(pre, post)) for key, fn in timed_calls.items()}, repeats)

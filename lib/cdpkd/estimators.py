@@ -136,8 +136,8 @@ def network_estimator(
             (``studies/README.md``, "Tiles: input width and the guide pass"), and real frames are 2-6 times
             wider than that.
         compile_model: run the network through ``torch.compile`` (TorchInductor; on the CPU it needs a
-            C++ compiler). The first call for each input shape compiles (about a minute for the cpu
-            networks on 2 cores); later calls are faster: the cpu student's forward on a whole
+            C++ compiler). The first call for each input shape compiles (slow: seconds to minutes);
+            later calls are faster: the cpu student's forward on a whole
             2048 x 256 frame 1.58x on 2 AVX512 cores (``benchmarks/efficiency.py --compile``, README
             "Benchmarks (CPU)"). Outputs agree with eager mode to float rounding. Each distinct tile
             batch or frame shape is one more compilation.
