@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cdpkd.recipes import network_crop
+from cdpkd.recipes import network_tile
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "studies" / "results"
@@ -86,16 +86,19 @@ def _size(text: str) -> int:
 
 
 def add_tile_argument(parser: argparse.ArgumentParser) -> None:
-    """``--tile SAMPLES LINES``: the networks' tiles instead of the profile's network crop, for
-    networks trained on other crops (see :func:`study_tile`)."""
+    """``--tile SAMPLES LINES``: the networks' tiles instead of the profile's, e.g. for networks
+    trained on other crops (see :func:`study_tile`)."""
     parser.add_argument("--tile", type=_size, nargs=2, default=None, metavar=("SAMPLES", "LINES"),
-                        help="the networks' tiles (default: the profile's network crop, "
-                             "cdpkd.recipes.network_crop), e.g. for networks trained on wider crops")
+                        help="the networks' tiles (default: the notebooks' tile under the profile, "
+                             "cdpkd.recipes.network_tile), e.g. for networks trained on wider crops")
 
 
 def study_tile(args: argparse.Namespace, params: dict[str, Any]) -> tuple[int, int]:
-    """``--tile``, or the crop of the teacher's last stage under the notebook parameters ``params``."""
-    return (args.tile[0], args.tile[1]) if args.tile else network_crop(params)
+    """``--tile``, or the notebooks' tile under the notebook parameters ``params``
+    (:func:`~cdpkd.recipes.network_tile`: ``tile_samples`` deep, the teacher's last crop wide)."""
+    if args.tile:
+        return args.tile[0], args.tile[1]
+    return network_tile({**params, "tiled_inference": True})
 
 
 def output_path(args: argparse.Namespace) -> Path:

@@ -17,7 +17,7 @@ inference time. ``--whole-frame`` also scores
 one forward on the whole frame (mode ``whole``: no tiles; the guided tiles' first pass alone).
 ``--strips`` also scores guided tiles whose coarse pass runs on full-depth strips of the tile's width
 instead of the whole frame (modes named ``guided-strips`` ...; ``network_estimator(guide_pass="strips")``).
-``--tile S L`` tiles at another size than the profile's network crop (networks trained on other
+``--tile S L`` tiles at another size than the notebooks' (networks trained on other
 crops). ``--bf16`` also scores every mode under bf16 autocast on the evaluation device (modes named
 ``guided+bf16`` ...): what the faster precision costs in strain quality (the notebooks run fp32).
 

@@ -23,6 +23,7 @@ from cdpkd.recipes import (
     dpnet_recipe,
     final_teacher_loss,
     network_crop,
+    network_tile,
     student_loss,
     teacher_base_recipe,
 )
@@ -175,3 +176,30 @@ def test_the_networks_crop_is_the_teachers_last_stages():
     assert network_crop(back) == (256, 64)
     with pytest.raises(KeyError, match=r"network_crop: parameters \['teacher_refine'\] are missing"):
         network_crop({k: v for k, v in p.items() if k != "teacher_refine"})
+
+
+def test_the_notebooks_tile_is_tile_samples_deep_and_the_crop_wide():
+    """``tile_samples`` deepens the tiles of every network (notebooks 01-05 and notebook 04's setting)
+    without changing the crop the networks train on."""
+    p = resolved_parameters("cpu", NOTEBOOK_DIR / "04_ablations.ipynb")
+    assert p["tile_samples"] is None and network_tile(p) == network_crop(p) == (256, 64)
+    deep = {**p, "tile_samples": 512}
+    assert network_tile(deep) == (512, 64) and network_crop(deep) == (256, 64)
+    assert dpnet_recipe(deep) == dpnet_recipe(p)  # training (and the cached students) unchanged
+    assert network_tile({**deep, "tiled_inference": False}) is None
+    wide_stage = {"steps": 400, "lr": 1e-4, "crop": [256, 128], "batch_size": 2}
+    assert network_tile({**deep, "teacher_refine": [*p["teacher_refine"], wide_stage]}) == (512, 128)
+    paths = {"train": Path("train.h5"), "test": Path("test.h5")}
+    setting = AblationSetting.from_parameters(deep, Path("."), Path("teacher"), paths)
+    assert setting.crop == (256, 64) and setting.tile == (512, 64)
+    for bad in (0, -256, 512.0, "512", True):
+        with pytest.raises(ValueError, match="tile_samples must be None"):
+            network_tile({**p, "tile_samples": bad})
+    with pytest.raises(KeyError, match=r"network_tile: parameters \['tile_samples'\] are missing"):
+        network_tile({k: v for k, v in p.items() if k != "tile_samples"})
+
+
+@pytest.mark.parametrize("notebook", ["01_teacher", *STUDENT_NOTEBOOKS])
+def test_every_evaluating_notebook_has_the_tile_depth_parameter(notebook):
+    """One ``--set tile_samples=...`` (studies/notebook_variant.py) reaches every notebook's tiles."""
+    assert resolved_parameters("cpu", NOTEBOOK_DIR / f"{notebook}.ipynb")["tile_samples"] is None

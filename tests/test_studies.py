@@ -250,6 +250,18 @@ def test_guided_tiles_study_takes_another_tile(guided_study, smoke_teacher, data
     assert changed != default["networks"][0]["modes"]["plain"]["per_pair_strain_rmse"]
 
 
+def test_a_studys_default_tile_is_the_notebooks(guided_study):
+    """Without ``--tile`` a study tiles as the notebooks do under the profile (``tile_samples`` included)."""
+    import _study  # on sys.path since load_study
+
+    p = guided_study.resolved_parameters("cpu", guided_study.NOTEBOOK)
+    no_tile = argparse.Namespace(tile=None)
+    assert _study.study_tile(no_tile, p) == (256, 64)
+    assert _study.study_tile(no_tile, {**p, "tile_samples": 512}) == (512, 64)
+    assert _study.study_tile(no_tile, {**p, "tiled_inference": False}) == (256, 64)  # the tiles it would have
+    assert _study.study_tile(argparse.Namespace(tile=[300, 20]), p) == (300, 20)
+
+
 @pytest.fixture(scope="module")
 def width_study():
     return load_study("input_width.py")

@@ -50,14 +50,14 @@ from .recipes import (
     ensure_dpnet,
     ensure_unsupervised_model,
 )
-from .recipes.teacher import TEACHER_PARAMETERS, network_crop, require_parameters
+from .recipes.teacher import TEACHER_PARAMETERS, network_crop, network_tile, require_parameters
 from .report import mean_std_text
 
 KINDS = ("cdp_kdnet", "dpnet", "baseline")
 OURS = "CDP-KDNet (ours)"
 # the parameters AblationSetting.from_parameters reads
-SETTING_PARAMETERS = (*TEACHER_PARAMETERS, "teacher_refine", "tiled_inference", "tile_overlap", "guided_tiles",
-                      "guide_pass",
+SETTING_PARAMETERS = (*TEACHER_PARAMETERS, "teacher_refine", "tiled_inference", "tile_samples", "tile_overlap",
+                      "guided_tiles", "guide_pass",
                       "strain_window", "border_samples", "border_lines", "ablation_test_pairs")
 QUALITY_METRICS = ("strain_rmse", "snre", "cnr_db", "warp_ncc", "disp_rmse_axial", "disp_rmse_lateral")
 
@@ -102,7 +102,8 @@ class AblationSetting:
     Attributes:
         data_dir: artifact root; teacher_dir: the trained teacher's artifact folder.
         train_path, test_path: simulated datasets.
-        tile, overlap, guided, guide_pass: network inference on tiles (the training crop), guided or not
+        tile, overlap, guided, guide_pass: network inference on tiles (:func:`~cdpkd.recipes.network_tile`:
+            ``tile_samples`` deep, the training crop's width), guided or not
             (:func:`cdpkd.estimators.network_estimator`), as in notebooks 01-03.
         strain_window, border: LS strain window (samples) and excluded margin (samples, lines).
         test_pairs: score on the first this many test pairs (None: all).
@@ -135,13 +136,13 @@ class AblationSetting:
         device: torch.device | None = None,
     ) -> AblationSetting:
         """Notebook 04's setting from its parameters (a notebook's ``globals()`` or a resolved-parameters
-        dict): the teacher's last training crop (:func:`~cdpkd.recipes.network_crop`), its tiling of
-        inference as in notebooks 01-03, the LS strain window and border, and the first
-        ``ablation_test_pairs`` of ``paths["test"]``."""
+        dict): the teacher's last training crop (:func:`~cdpkd.recipes.network_crop`), the tiling of
+        inference as in notebooks 01-03 (:func:`~cdpkd.recipes.network_tile`), the LS strain window
+        and border, and the first ``ablation_test_pairs`` of ``paths["test"]``."""
         require_parameters(params, SETTING_PARAMETERS, "AblationSetting.from_parameters")
         crop = network_crop(params)
         return cls(data_dir, teacher_dir, paths["train"], paths["test"], crop, profile=profile, device=device,
-                   tile=crop if params["tiled_inference"] else None, overlap=params["tile_overlap"],
+                   tile=network_tile(params), overlap=params["tile_overlap"],
                    guided=params["guided_tiles"], guide_pass=params["guide_pass"],
                    strain_window=params["strain_window"],
                    border=(params["border_samples"], params["border_lines"]), test_pairs=params["ablation_test_pairs"])
