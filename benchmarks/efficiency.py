@@ -14,9 +14,10 @@ profile's budget (DP-Net and CDP-KDNet have exactly these per-layer widths: both
 come from the same joint budget allocation, only *which* channels survive depends
 on the weights); the profile's baselines sized to the same parameter budget; NCC
 block matching and GLUE. One simulated pair of ``--samples`` x ``--lines``,
-batch 1, networks on overlapping tiles of the profile's training crop, guided
-by a whole-frame pass or not (``--tiles``; default: the notebooks' ``guided_tiles``
-under the profile, so this times what they evaluate) or, with ``--whole-frame``,
+batch 1, networks on the notebooks' overlapping tiles under the profile (``tile_samples`` deep, as
+wide as the training crop: ``cdpkd.recipes.network_tile``; their ``tile_overlap`` and ``guide_pass``),
+guided or not (``--tiles``; default: the notebooks' ``guided_tiles``, so this times what they
+evaluate) or, with ``--whole-frame``,
 in one forward on the whole frame (faster, but not how the networks were
 evaluated: they were trained on crops). ``--compile`` also times the networks through
 ``torch.compile`` on the CPU. Writes
@@ -35,6 +36,7 @@ from cdpkd.classic import glue, ncc_block_matching
 from cdpkd.efficiency import Tracker, measure_efficiency
 from cdpkd.ops import describe_backends
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
+from cdpkd.recipes import network_tile
 from cdpkd.recipes.architectures import profile_networks
 from cdpkd.runtime import device_description, file_slug, provenance
 from cdpkd.sim import simulate_pair
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                              "student_width_multiple)")
     parser.add_argument("--whole-frame", action="store_true", help="one forward per frame instead of tiles")
     parser.add_argument("--tile", type=int, nargs=2, default=None, metavar=("SAMPLES", "LINES"),
-                        help="tile size (default: the profile's network crop), e.g. tiles deeper than the crop")
+                        help="tile size (default: the notebooks' tile under --profile), e.g. tiles deeper than the crop")
     parser.add_argument("--overlap", type=float, default=None,
                         help="tile overlap in [0, 1) (default: the notebooks' tile_overlap under --profile)")
     parser.add_argument("--cpu-bf16", action="store_true",
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.multiple_of is not None and args.multiple_of < 1:
         parser.error("--multiple-of must be >= 1")
-    networks, crop, settings = profile_networks(args.profile, args.multiple_of)
+    networks, _, settings = profile_networks(args.profile, args.multiple_of)
     notebook = resolved_parameters(args.profile, NOTEBOOK_DIR / "04_ablations.ipynb")
     overlap = notebook["tile_overlap"] if args.overlap is None else args.overlap
     if args.tiles is None:
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     pair = simulate_pair(simulation_config(n_samples=args.samples, n_lines=args.lines), seed=0)
     gpu = {"auto": None, "on": True, "off": False}[args.gpu]
-    tile = None if args.whole_frame else (tuple(args.tile) if args.tile else crop)
+    notebook_tile = network_tile({**notebook, "tiled_inference": True})  # its size even where they run whole frames
+    tile = None if args.whole_frame else (tuple(args.tile) if args.tile else notebook_tile)
     table = measure_efficiency(
         pair.pre,
         pair.post,
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         tile=tile,
         overlap=overlap,
         guided=guided,
+        guide_pass=notebook["guide_pass"],
         repeats=args.repeats,
         threads=args.threads,
         gpu=gpu,
@@ -115,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table.to_string(float_format=lambda v: f"{v:.4g}"))
     slug = file_slug(device_description())
     mode = "_whole-frame" if args.whole_frame else ("" if guided else "_plain-tiles")
-    if tile is not None and tuple(tile) != tuple(crop):
+    if tile is not None and tuple(tile) != notebook_tile:
         mode += f"_tile{tile[0]}x{tile[1]}"
     if tile is not None and overlap != notebook["tile_overlap"]:
         mode += f"_overlap{overlap:g}"
@@ -142,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             "tile": list(tile) if tile else None,
             "overlap": overlap if tile else None,
             "guided_tiles": guided,
+            "guide_pass": notebook["guide_pass"] if guided else None,
             "tiles_per_batch": None if args.whole_frame else args.tiles_per_batch,
             "compiled": args.compile,
             "ops_backends": describe_backends(),  # "last": what the correlation / warp ops ran last (GPU pass)

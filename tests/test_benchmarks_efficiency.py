@@ -3,6 +3,8 @@ students' widths do not depend on the weights nor on the pruning road (one-shot 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from cdpkd.compress import ChannelMap, DynamicPruning
@@ -89,3 +91,25 @@ def test_benchmark_builds_the_profiles_or_other_rounded_widths_within_the_budget
     fractions = settings["student_fractions_at_crop"]
     assert fractions["params_fraction"] <= settings["budget"]["params_fraction"] + 1e-9
     assert fractions["flops_fraction"] <= settings["budget"]["flops_fraction"] + 1e-9
+
+
+def test_benchmark_times_the_notebooks_tiles_by_default(tmp_path, monkeypatch, load_benchmark):
+    """Without ``--tile`` the benchmark tiles as the notebooks do under the profile (``tile_samples``
+    and ``guide_pass`` included), and names only other tiles in its file name."""
+    module = load_benchmark("efficiency")
+    notebook_parameters = module.resolved_parameters
+
+    def deeper(profile, notebook):
+        return {**notebook_parameters(profile, notebook), "tile_samples": 192, "guide_pass": "whole"}
+
+    monkeypatch.setattr(module, "resolved_parameters", deeper)
+    common = ["--profile", "smoke", "--samples", "256", "--lines", "48", "--repeats", "1",
+              "--cpu-timing", "off", "--gpu", "off"]
+    assert module.main([*common, "--out", str(tmp_path / "default")]) == 0
+    (default,) = (tmp_path / "default").glob("*.json")
+    result = json.loads(default.read_text())
+    assert result["tile"] == [192, 32] and result["guide_pass"] == "whole"
+    assert "_tile" not in default.name
+    assert module.main([*common, "--tile", "128", "32", "--out", str(tmp_path / "other")]) == 0
+    (other,) = (tmp_path / "other").glob("*.json")
+    assert json.loads(other.read_text())["tile"] == [128, 32] and "_tile128x32" in other.name

@@ -81,11 +81,10 @@ def network_crop(params: Mapping[str, Any]) -> tuple[int, int]:
 def network_tile(params: Mapping[str, Any]) -> tuple[int, int] | None:
     """The tile (samples, lines) the notebooks run every network on, or ``None`` for one forward
     on the whole frame (``tiled_inference = False``): ``tile_samples`` deep (``None``: the
-    crop's depth) and as wide as :func:`network_crop`. Deeper tiles than the crop cost the
-    networks nothing (they tolerate deeper input, not wider) and leave fewer seams: on the
-    wide-crop networks guided 512 x 128 tiles at overlap 0.25 beat the 256 x 128 ones on every
-    simulated test pair for 31 % less time (``studies/README.md``, "Students from the wide-crop
-    teacher, and deeper guided tiles")."""
+    crop's depth) and as wide as :func:`network_crop`. Networks tolerate deeper input than their
+    crop, not wider, and deeper tiles leave fewer seams: on the simulated test pairs 512 x 64 tiles
+    improve the cpu networks and, at overlap 0.25, take less time, while on the real frames they
+    lower the in vivo match (``studies/README.md``, "Deeper tiles for the notebooks' networks")."""
     require_parameters(params, ("tiled_inference", "tile_samples"), "network_tile")
     if not params["tiled_inference"]:
         return None
