@@ -650,3 +650,50 @@ def test_merge_settings_refuses_a_parameter_set_twice(variant_study):
         variant_study.merge_settings([{"a": 1}, {"a": 2, "b": 3}])
 
 
+
+
+@pytest.fixture(scope="module")
+def strain_scale_study():
+    return load_study("strain_scale.py")
+
+
+def test_strain_scale_study_scores_the_same_pairs_at_a_scaled_strain(strain_scale_study, smoke_teacher, data_root,
+                                                                     tmp_path):
+    p, stages = smoke_teacher
+    name = f"teacher/{stages[-1].name}"
+    out = tmp_path / "scale.json"
+    result = strain_scale_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(out),
+                                      "--artifact", name, "--scale", "0.25"])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    unscaled, scaled = result["scales"]
+    assert (unscaled["scale"], scaled["scale"]) == (1.0, 0.25)
+    # scale 1 is the notebooks' own test set (a cache hit), the scaled set another artifact
+    assert unscaled["dataset"] == notebook_datasets(data_root, p, workers=1)["test"].parent.name
+    assert scaled["dataset"] != unscaled["dataset"]
+    # the same phantoms at a quarter of the strain
+    assert scaled["inclusions"] == unscaled["inclusions"]
+    assert scaled["applied_strain_pct"] == pytest.approx([0.25 * s for s in unscaled["applied_strain_pct"]])
+    for row in result["scales"]:
+        assert set(row["methods"]) == {"ncc", name}
+        for method in row["methods"].values():
+            assert len(method["per_pair_strain_rmse"]) == len(method["per_pair_snre"]) == p["n_test"]
+            assert method["mean"]["strain_rmse"] == pytest.approx(sum(method["per_pair_strain_rmse"]) / p["n_test"])
+    # NCC's error depends on the strain: the two scales give different numbers
+    assert scaled["methods"]["ncc"]["per_pair_strain_rmse"] != unscaled["methods"]["ncc"]["per_pair_strain_rmse"]
+    with pytest.raises(SystemExit):
+        strain_scale_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--artifact", name,
+                                 "--scale", "0"])
+
+
+def test_strain_scale_study_refuses_a_set_that_is_not_the_scaled_pairs(strain_scale_study, smoke_teacher, data_root,
+                                                                       tmp_path, monkeypatch):
+    """If the scaled set's pairs were not the unscaled ones at the scaled strain (e.g. a simulator that
+    draws the strain from another stream), the study stops instead of comparing different phantoms."""
+    p, stages = smoke_teacher
+    real = strain_scale_study.scaled_test_set
+    monkeypatch.setattr(strain_scale_study, "scaled_test_set",
+                        lambda data_dir, params, scale: real(data_dir, {**params, "seed": params["seed"] + 1}, scale)
+                        if scale != 1.0 else real(data_dir, params, scale))
+    with pytest.raises(RuntimeError, match="not the unscaled ones"):
+        strain_scale_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "x.json"),
+                                 "--artifact", f"teacher/{stages[-1].name}", "--scale", "0.5"])
