@@ -1,4 +1,4 @@
-"""How do the networks do at strains below the training range? (the in vivo strains are 10-50x smaller)
+"""How do the networks do at strains below the training range? (the in vivo strains, 0.01-0.17 %, lie far below it)
 
 Scores trained networks (cached artifacts of ``make reproduce``) and NCC block matching on the
 simulated test set of notebook 01 and on copies of it whose strain range is scaled by each
