@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from cdpkd.recipes import network_tile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,3 +116,14 @@ def trained_folders(data_dir: Path, artifacts: list[str]) -> dict[str, Path]:
     if missing:
         raise SystemExit(f"no trained model in {missing} under {data_dir}")
     return folders
+
+
+def scored_row(mean: pd.Series, per_pair_strain_rmse: pd.Series) -> dict[str, Any]:
+    """One scored estimator as the studies write it: its mean metrics (a row of
+    :attr:`cdpkd.evaluation.Evaluation.summary`), the median and each pair's strain RMSE (its column
+    of :func:`cdpkd.evaluation.per_pair_table`), as plain floats."""
+    return {
+        "mean": {k: float(v) for k, v in mean.items()},
+        "median_strain_rmse": float(per_pair_strain_rmse.median()),
+        "per_pair_strain_rmse": [float(x) for x in per_pair_strain_rmse],
+    }

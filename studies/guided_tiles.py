@@ -45,6 +45,7 @@ from _study import (
     add_artifact_argument,
     add_tile_argument,
     output_path,
+    scored_row,
     study_parser,
     study_tile,
     trained_folders,
@@ -106,11 +107,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         row = {"artifact": name, "modes": {}}
         for mode in estimators:
             summary = evaluation.summary.loc[mode]
-            row["modes"][mode] = {
-                "mean": {k: float(v) for k, v in summary.items()},
-                "median_strain_rmse": float(per_pair[mode].median()),
-                "per_pair_strain_rmse": [float(x) for x in per_pair[mode]],
-            }
+            row["modes"][mode] = scored_row(summary, per_pair[mode])
             print(f"{name} {mode}: strain RMSE mean {summary['strain_rmse']:.3e}, median {per_pair[mode].median():.3e}, "
                   f"SNRe {summary['snre']:.2f}, {summary['time_per_frame_ms']:.0f} ms/frame", flush=True)
         result["networks"].append(row)

@@ -33,10 +33,9 @@ from cdpkd.evaluation import evaluate_estimators, per_pair_table
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
 from cdpkd.recipes import load_trained, network_tile
 from cdpkd.runtime import provenance
-from cdpkd.sim.dataset import ensure_dataset
-from cdpkd.sim.study import TEST_SEED_OFFSET, notebook_simulation_config
+from cdpkd.sim.study import ensure_test_set, notebook_simulation_config
 
-from _study import add_artifact_argument, output_path, study_parser, trained_folders
+from _study import add_artifact_argument, output_path, scored_row, study_parser, trained_folders
 
 NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
 
@@ -45,8 +44,8 @@ def scaled_test_set(data_dir: Path, params: dict[str, Any], scale: float) -> Pat
     """The notebooks' simulated test set with ``strain_min`` and ``strain_max`` times ``scale``
     (same seeds; built under ``data_dir`` if missing, a cache hit for ``scale == 1``)."""
     scaled = {**params, "strain_min": params["strain_min"] * scale, "strain_max": params["strain_max"] * scale}
-    return ensure_dataset(data_dir, notebook_simulation_config(scaled), params["n_test"],
-                          params["seed"] + TEST_SEED_OFFSET, workers=params["workers"], name="sim_test")
+    return ensure_test_set(data_dir, notebook_simulation_config(scaled), params["n_test"], params["seed"],
+                           workers=params["workers"])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -97,12 +96,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                "inclusions": [int(x) for x in strain["inclusions"]], "methods": {}}
         for method in estimators:
             summary = evaluation.summary.loc[method]
-            row["methods"][method] = {
-                "mean": {k: float(v) for k, v in summary.items()},
-                "median_strain_rmse": float(strain[method].median()),
-                "per_pair_strain_rmse": [float(x) for x in strain[method]],
-                "per_pair_snre": [float(x) for x in snre[method]],
-            }
+            row["methods"][method] = {**scored_row(summary, strain[method]),
+                                      "per_pair_snre": [float(x) for x in snre[method]]}
             print(f"scale {scale:g} {method}: strain RMSE mean {summary['strain_rmse']:.3e}, median "
                   f"{strain[method].median():.3e}, SNRe {summary['snre']:.2f}, CNR {summary['cnr_db']:.2f} dB",
                   flush=True)

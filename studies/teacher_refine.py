@@ -71,7 +71,7 @@ from cdpkd.sim import ensure_probe_frame_set, ensure_release_set
 from cdpkd.sim.dataset import ensure_dataset
 from cdpkd.sim.study import notebook_datasets, notebook_simulation_config
 
-from _study import json_object, merge_settings, output_path, parse_setting, study_parser
+from _study import json_object, merge_settings, output_path, parse_setting, scored_row, study_parser
 
 NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
 
@@ -211,9 +211,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["variants"].append({
             "name": name, "changes": refine, "after": after, "artifact": stage.name, "init_from": recipe.init_from,
             "tile": list(stage_tile) if stage_tile else None, "train_similarity_last_step": similarity,
-            "mean": {k: float(v) for k, v in mean.items()},
-            "median_strain_rmse": float(per_pair[name].median()),
-            "per_pair_strain_rmse": [float(x) for x in per_pair[name]],
+            **scored_row(mean, per_pair[name]),
         })
         for label, dataset in extra_sets.items():
             scored = evaluate_estimators({name: estimator}, dataset, **score)

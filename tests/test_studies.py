@@ -650,8 +650,6 @@ def test_merge_settings_refuses_a_parameter_set_twice(variant_study):
         variant_study.merge_settings([{"a": 1}, {"a": 2, "b": 3}])
 
 
-
-
 @pytest.fixture(scope="module")
 def strain_scale_study():
     return load_study("strain_scale.py")

@@ -53,6 +53,15 @@ def simulation_config(
                             pulse_ranges=PulseRanges.from_dict(pulse_ranges))
 
 
+def ensure_test_set(
+    data_dir: str | os.PathLike, config: SimulationConfig, n_test: int, seed: int, *, workers: int | None = None
+) -> Path:
+    """Path of the simulated test set of study seed ``seed`` (its pairs seeded apart from the training
+    set's by :data:`TEST_SEED_OFFSET`), built if missing. With another ``config`` (e.g. a scaled strain
+    range) the same seeds give the same phantoms under that config."""
+    return ensure_dataset(data_dir, config, n_test, seed + TEST_SEED_OFFSET, workers=workers, name="sim_test")
+
+
 def study_datasets(
     data_dir: str | os.PathLike,
     *,
@@ -71,7 +80,7 @@ def study_datasets(
     """
     paths = {
         "train": ensure_dataset(data_dir, config, n_train, seed, workers=workers, name="sim_train"),
-        "test": ensure_dataset(data_dir, config, n_test, seed + TEST_SEED_OFFSET, workers=workers, name="sim_test"),
+        "test": ensure_test_set(data_dir, config, n_test, seed, workers=workers),
     }
     if simus_pairs > 0:
         if simus_config is None or simus_config.simulator != "simus":
