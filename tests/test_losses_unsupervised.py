@@ -108,6 +108,33 @@ def test_known_shift_is_found_by_the_similarity():
         assert sign * float(d.grad[:, 0].sum()) > 0
 
 
+def test_spline_warp_matches_rf_at_a_half_sample_shift_better_than_bilinear():
+    """Linear interpolation of an 8-samples-per-period carrier damps it and shifts its phase between
+    samples: at the exact half-sample shift the bilinear similarity stays well above 0, the cubic
+    B-spline's is near it, and both still find the shift (the gradient points toward it)."""
+    pre, post = rf_pair(2.5)
+    n, _, h, w = pre.shape
+    d = torch.zeros(n, 2, h, w)
+    d[:, 0] = 2.5
+    bilinear = float(similarity_ncc(pre, post, d, eps=1e-9))
+    spline = float(similarity_ncc(pre, post, d, eps=1e-9, interpolation="spline"))
+    assert spline < 0.1 * bilinear and spline < 1e-4
+    assert float(similarity_ncc(pre, post, torch.zeros_like(d), interpolation="spline")) > 0.3
+    for start, sign in ((2.0, -1.0), (3.0, 1.0)):
+        s = torch.zeros(n, 2, h, w)
+        s[:, 0] = start
+        s.requires_grad_(True)
+        similarity_ncc(pre, post, s, interpolation="spline").backward()
+        assert sign * float(s.grad[:, 0].sum()) > 0
+    # at whole-sample shifts both interpolations sample the frame itself
+    d[:, 0] = 3.0
+    pre3, post3 = rf_pair(3.0)
+    assert float(similarity_ncc(pre3, post3, d, interpolation="spline")) == pytest.approx(
+        float(similarity_ncc(pre3, post3, d)), abs=1e-6)
+    with pytest.raises(ValueError, match="interpolation"):
+        similarity_ncc(pre, post, d, interpolation="cubic")
+
+
 def test_out_of_frame_samples_are_excluded():
     d = torch.zeros(1, 2, 10, 6)
     d[:, 0] = 3.0

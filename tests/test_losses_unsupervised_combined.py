@@ -120,6 +120,21 @@ def test_upsample_mode_matches_full_resolution_similarity():
     assert torch.allclose(t["similarity_l0"], similarity_ncc(pre, post, full))
 
 
+def test_interpolation_setting_warps_the_full_resolution_similarity_only():
+    pre, post = rf_pair(2.5, n_samples=128, n_lines=16)
+    out = fake_outputs(1, 128, 16, axial=2.5, requires_grad=False)
+    bilinear = UnsupervisedLoss()(pre, post, out)
+    spline = UnsupervisedLoss(interpolation="spline")(pre, post, out)
+    final = out["displacement"]
+    assert torch.equal(spline["similarity_final"], similarity_ncc(pre, post, final, interpolation="spline"))
+    assert float(spline["similarity_final"]) < float(bilinear["similarity_final"])
+    for name in ("similarity_l0", "similarity_l1", "similarity_l2"):  # coarse envelope levels: unchanged
+        assert torch.equal(spline[name], bilinear[name])
+    assert UnsupervisedLossConfig.from_dict({"interpolation": "spline"}).interpolation == "spline"
+    with pytest.raises(ValueError, match="interpolation"):
+        UnsupervisedLossConfig(interpolation="cubic")
+
+
 def test_gradient_descent_recovers_a_known_shift():
     """Optimise a displacement field directly (no network) on a simulated pair shifted 2.6 samples."""
     pre, post = rf_pair(2.6, n_samples=128, n_lines=16, seed=3)

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from cdpkd.classic.interp import spline_warp
 from cdpkd.classic.ncc_volume import ncc_volume
 from cdpkd.compress.channels import ChannelMap
 from cdpkd.compress.surgery import hard_prune
@@ -24,13 +25,16 @@ def test_config_fields_default_off_and_keep_old_keys():
     assert base.refine_widths == () and "refine_widths" not in base.to_dict()
     assert "refine_radius" not in base.to_dict() and "refine_window" not in base.to_dict()
     assert base.refine_peak is False and "refine_peak" not in base.to_dict()
+    assert base.refine_interp == "bilinear" and "refine_interp" not in base.to_dict()
+    assert base.replace(refine_widths=[8], refine_interp="spline").to_dict()["refine_interp"] == "spline"
     assert base.replace(refine_widths=[8], refine_peak=True).to_dict()["refine_peak"] is True
     head = base.replace(refine_widths=[32, 32, 16], refine_window=[21, 5])
     assert head.to_dict()["refine_widths"] == [32, 32, 16] and head.to_dict()["refine_window"] == [21, 5]
     assert type(head).from_dict(head.to_dict()) == head
     assert base.replace(refine_widths=(32, 16)).scaled(0.5).refine_widths == (16, 8)
     for bad in ({"refine_widths": (0, 4)}, {"refine_radius": (3,)}, {"refine_radius": (-1, 1)},
-                {"refine_window": (14, 3)}, {"refine_window": (15, 0)}, {"refine_peak": 1}):
+                {"refine_window": (14, 3)}, {"refine_window": (15, 0)}, {"refine_peak": 1},
+                {"refine_interp": "cubic"}):
         with pytest.raises(ValueError, match="refine_"):
             base.replace(**bad)
 
@@ -68,6 +72,28 @@ def test_head_sees_the_rf_ncc_volume_around_the_estimate_and_trains_the_network_
     out.square().mean().backward()
     assert model.refine.predict.weight.grad.abs().sum() > 0
     assert model.estimators[0].predict.weight.grad.abs().sum() > 0, "gradients reach the network before the head"
+
+
+def test_spline_head_warps_the_rf_by_the_cubic_b_spline():
+    """``refine_interp="spline"``: the head's NCC volume is that of the post frame warped by the
+    cubic B-spline (as NCC block matching warps RF); at a whole-sample estimate it equals the
+    bilinear head's (both sample the frame itself), between samples it differs."""
+    config = get_config("umen_teacher_smoke").replace(refine_widths=HEAD)
+    bilinear = build_model(config, seed=1)
+    spline = build_model(config.replace(refine_interp="spline"), seed=1)
+    assert "spline warp" in repr(spline.refine)
+    pre, post = _pair(shift=3)
+    disp = torch.zeros(2, 2, 64, 32)
+    disp[:, 0] = 2.5
+    cost = spline.refine.cost(pre, post, disp)
+    expected = ncc_volume(pre, spline_warp(post, disp)[0], spline.refine.window, spline.refine.radius)
+    assert torch.equal(cost, expected)
+    assert not torch.allclose(cost, bilinear.refine.cost(pre, post, disp), atol=1e-3)
+    disp[:, 0] = 3.0
+    inner = (slice(None), slice(None), slice(16, -16), slice(4, -4))
+    assert torch.allclose(spline.refine.cost(pre, post, disp)[inner], bilinear.refine.cost(pre, post, disp)[inner],
+                          atol=1e-5)
+    spline.load_state_dict(bilinear.state_dict())  # same parameters: the option adds none
 
 
 @pytest.mark.parametrize("peak", [False, True])

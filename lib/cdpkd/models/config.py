@@ -31,11 +31,12 @@ from dataclasses import dataclass
 from typing import Any
 
 INPUT_MODES = ("rf", "rf+envelope")
+REFINE_INTERPS = ("bilinear", "spline")
 CORRELATIONS = ("plain", "gocor")
 # Fields added after model configs were first hashed into artifact keys, with their defaults
 # (as in to_dict): left out of to_dict while they hold them, so earlier configs keep their keys.
 _LATER_FIELDS: dict[str, Any] = {"cost_windows": [], "refine_widths": [], "refine_radius": [3, 1],
-                                 "refine_window": [15, 3], "refine_peak": False}
+                                 "refine_window": [15, 3], "refine_peak": False, "refine_interp": "bilinear"}
 
 # UMEN-Net teacher (DESIGN.md section 1), PWC-Net-like: three 3x3 convs per pyramid level.
 TEACHER_PYRAMID = (16, 32, 64, 96, 128, 196)
@@ -137,6 +138,10 @@ class PWCConfig:
         refine_peak: also give the head the NCC volume's peak located to a sub-sample offset as
             NCC block matching locates it (cosine fit axially, parabola laterally) and the peak's
             NCC value (3 more input channels, :func:`~cdpkd.models.refine.peak_features`).
+        refine_interp: how the head warps the RF post frame: "bilinear" (``cdpkd.ops.warp``) or
+            "spline" (cubic B-spline, ``cdpkd.classic.interp.spline_warp``, as NCC block matching
+            warps RF: linear interpolation of an ~8-samples-per-period carrier shifts its phase by
+            up to ~0.01 sample and damps it by up to 8 %, depending on the fractional position).
     """
 
     in_channels: int = 1
@@ -161,6 +166,7 @@ class PWCConfig:
     refine_radius: tuple = (3, 1)
     refine_window: tuple = (15, 3)
     refine_peak: bool = False
+    refine_interp: str = "bilinear"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once here, immutable afterwards
@@ -247,6 +253,8 @@ class PWCConfig:
         set_(self, "refine_window", window)
         if not isinstance(self.refine_peak, bool):
             raise ValueError(f"PWCConfig: refine_peak must be true or false, got {self.refine_peak!r}")
+        if self.refine_interp not in REFINE_INTERPS:
+            raise ValueError(f"PWCConfig: refine_interp must be one of {REFINE_INTERPS}, got {self.refine_interp!r}")
 
     # ------------------------------------------------------------------ geometry
     @property

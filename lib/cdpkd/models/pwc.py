@@ -115,7 +115,8 @@ class PWCNet(nn.Module):
         self.refine = None
         if config.refine_widths:
             self.refine = NCCRefinement(config.pyramid_channels[0][-1], config.refine_widths, config.refine_radius,
-                                        config.refine_window, slope=config.leaky_slope, peak=config.refine_peak)
+                                        config.refine_window, slope=config.leaky_slope, peak=config.refine_peak,
+                                        interpolation=config.refine_interp)
 
         he_init_(self, config.leaky_slope)
         heads = [e.predict for e in self.estimators] + ([self.context.predict] if self.context is not None else [])

@@ -65,7 +65,7 @@ from ._common import (
 from ._strain import strain_pair
 from .incompressibility import incompressibility_from_strains
 from .poisson import POISSON_MODELS, poisson_from_strains, ratio_bounds
-from .similarity import envelope, similarity_ncc
+from .similarity import INTERPOLATIONS, envelope, similarity_ncc
 from .smoothness import smoothness, smoothness_weights
 
 COARSE_MODES: tuple[str, ...] = ("envelope", "upsample", "avgpool")
@@ -101,6 +101,9 @@ class UnsupervisedLossConfig:
         coarse_mode: "envelope" | "upsample" | "avgpool" (module docstring).
         regularize_levels: apply smoothness / incompressibility / Poisson at the
             pyramid levels too (True) or only to the final displacement.
+        interpolation: how the full-resolution similarity warps the post frame, "bilinear" or
+            "spline" (cubic B-spline; see :func:`~cdpkd.losses.unsupervised.similarity_ncc`).
+            Coarse envelope levels are smooth and always warp bilinearly.
     """
 
     similarity_weight: float = 1.0
@@ -125,6 +128,7 @@ class UnsupervisedLossConfig:
     level_decay: float = 0.5
     coarse_mode: str = "envelope"
     regularize_levels: bool = True
+    interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
         fn = "UnsupervisedLossConfig"
@@ -152,6 +156,7 @@ class UnsupervisedLossConfig:
         if not 0 <= self.nu_min <= self.nu_max < 1:
             raise ValueError(f"{fn}: need 0 <= nu_min <= nu_max < 1, got [{self.nu_min}, {self.nu_max}]")
         check_choice(self.coarse_mode, COARSE_MODES, fn, "coarse_mode")
+        check_choice(self.interpolation, INTERPOLATIONS, fn, "interpolation")
         if not (isinstance(self.level_decay, (int, float)) and 0 < self.level_decay <= 1):
             raise ValueError(f"{fn}: level_decay must be in (0, 1], got {self.level_decay!r}")
         if self.level_weights is not None:
@@ -290,12 +295,12 @@ class UnsupervisedLoss(nn.Module):
         if full_window[0] * full_window[1] < 2:
             return None
         if (hl, wl) == (h, w) and scale.stride == (1, 1):
-            return similarity_ncc(pre, post, disp, full_window, eps=cfg.ncc_eps)
+            return similarity_ncc(pre, post, disp, full_window, eps=cfg.ncc_eps, interpolation=cfg.interpolation)
         if cfg.coarse_mode == "upsample":
             # Values are already full-resolution units: resample positions only. align_corners=False
             # puts level pixel i at full-res s*i + (s-1)/2, the centre of the block it summarises.
             full = F.interpolate(disp, size=(h, w), mode="bilinear", align_corners=False)
-            return similarity_ncc(pre, post, full, full_window, eps=cfg.ncc_eps)
+            return similarity_ncc(pre, post, full, full_window, eps=cfg.ncc_eps, interpolation=cfg.interpolation)
         sy, sx = scale.stride
         key = (hl, wl)
         if key not in cache:
