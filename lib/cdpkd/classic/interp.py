@@ -23,6 +23,10 @@ import torch
 
 _EDGE_TOL = 1e-3  # positions this far outside the frame still count as inside
 
+#: How the networks' RF warps can interpolate (``PWCConfig.refine_interp``,
+#: ``UnsupervisedLossConfig.interpolation``): linear (``cdpkd.ops.warp``) or this module's spline.
+RF_INTERPOLATIONS: tuple[str, ...] = ("bilinear", "spline")
+
 
 def _prefilter_dim(x: torch.Tensor, dim: int) -> torch.Tensor:
     """B-spline coefficients along ``dim`` with mirror boundaries, via FFT.

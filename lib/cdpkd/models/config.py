@@ -30,8 +30,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cdpkd.classic.interp import RF_INTERPOLATIONS
+
 INPUT_MODES = ("rf", "rf+envelope")
-REFINE_INTERPS = ("bilinear", "spline")
 CORRELATIONS = ("plain", "gocor")
 # Fields added after model configs were first hashed into artifact keys, with their defaults
 # (as in to_dict): left out of to_dict while they hold them, so earlier configs keep their keys.
@@ -253,8 +254,8 @@ class PWCConfig:
         set_(self, "refine_window", window)
         if not isinstance(self.refine_peak, bool):
             raise ValueError(f"PWCConfig: refine_peak must be true or false, got {self.refine_peak!r}")
-        if self.refine_interp not in REFINE_INTERPS:
-            raise ValueError(f"PWCConfig: refine_interp must be one of {REFINE_INTERPS}, got {self.refine_interp!r}")
+        if self.refine_interp not in RF_INTERPOLATIONS:
+            raise ValueError(f"PWCConfig: refine_interp must be one of {RF_INTERPOLATIONS}, got {self.refine_interp!r}")
 
     # ------------------------------------------------------------------ geometry
     @property

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from cdpkd.classic.interp import spline_warp
+from cdpkd.classic.interp import RF_INTERPOLATIONS, spline_warp
 from cdpkd.classic.ncc_volume import ncc_volume
 from cdpkd.classic.subsample import cosine_offset, parabolic_offset
 from cdpkd.ops import warp
@@ -62,9 +62,6 @@ def peak_features(cost: torch.Tensor, radius: tuple[int, int]) -> torch.Tensor:
     return torch.cat(((ia - ra).to(cost.dtype) + frac_a, (il - rl).to(cost.dtype) + frac_l, peak), dim=1)
 
 
-INTERPOLATIONS = ("bilinear", "spline")
-
-
 def warp_rf(post: torch.Tensor, disp: torch.Tensor, interpolation: str) -> torch.Tensor:
     """``post`` (N x 1 x H x W RF) backward-warped by ``disp`` (N x 2 x H x W, samples / lines).
 
@@ -72,13 +69,14 @@ def warp_rf(post: torch.Tensor, disp: torch.Tensor, interpolation: str) -> torch
     the phase by up to ~0.01 sample and damps the carrier by up to 8 %, depending on where between
     samples each position falls). ``"spline"``: cubic B-spline
     (:func:`cdpkd.classic.interp.spline_warp`, as NCC block matching warps RF), phase error ~3e-4
-    sample. Positions outside the frame read 0 either way.
+    sample. Outside the frame both read 0 (bilinear: each tap outside counts 0, so a position less
+    than a sample outside still reads part of the edge; spline: 0 beyond the edge).
     """
     if interpolation == "bilinear":
         return warp(post, disp)
     if interpolation == "spline":
         return spline_warp(post, disp)[0]
-    raise ValueError(f"warp_rf: interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+    raise ValueError(f"warp_rf: interpolation must be one of {RF_INTERPOLATIONS}, got {interpolation!r}")
 
 
 class NCCRefinement(nn.Module):
@@ -109,8 +107,8 @@ class NCCRefinement(nn.Module):
         interpolation: str = "bilinear",
     ) -> None:
         super().__init__()
-        if interpolation not in INTERPOLATIONS:
-            raise ValueError(f"NCCRefinement: interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+        if interpolation not in RF_INTERPOLATIONS:
+            raise ValueError(f"NCCRefinement: interpolation must be one of {RF_INTERPOLATIONS}, got {interpolation!r}")
         self.interpolation = interpolation
         self.radius, self.window, self.slope = (int(radius[0]), int(radius[1])), (int(window[0]), int(window[1])), slope
         self.peak = peak

@@ -50,6 +50,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cdpkd.classic.interp import RF_INTERPOLATIONS
+
 from ._common import (
     PENALTIES,
     check_choice,
@@ -65,7 +67,7 @@ from ._common import (
 from ._strain import strain_pair
 from .incompressibility import incompressibility_from_strains
 from .poisson import POISSON_MODELS, poisson_from_strains, ratio_bounds
-from .similarity import INTERPOLATIONS, envelope, similarity_ncc
+from .similarity import envelope, similarity_ncc
 from .smoothness import smoothness, smoothness_weights
 
 COARSE_MODES: tuple[str, ...] = ("envelope", "upsample", "avgpool")
@@ -156,7 +158,7 @@ class UnsupervisedLossConfig:
         if not 0 <= self.nu_min <= self.nu_max < 1:
             raise ValueError(f"{fn}: need 0 <= nu_min <= nu_max < 1, got [{self.nu_min}, {self.nu_max}]")
         check_choice(self.coarse_mode, COARSE_MODES, fn, "coarse_mode")
-        check_choice(self.interpolation, INTERPOLATIONS, fn, "interpolation")
+        check_choice(self.interpolation, RF_INTERPOLATIONS, fn, "interpolation")
         if not (isinstance(self.level_decay, (int, float)) and 0 < self.level_decay <= 1):
             raise ValueError(f"{fn}: level_decay must be in (0, 1], got {self.level_decay!r}")
         if self.level_weights is not None:

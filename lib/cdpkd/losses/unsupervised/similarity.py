@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cdpkd.classic.interp import spline_warp
+from cdpkd.classic.interp import RF_INTERPOLATIONS, spline_warp
 from cdpkd.ops import warp
 
 from ._common import (
@@ -39,9 +39,6 @@ from ._common import (
     pair_of_ints,
     reduce,
 )
-
-#: How :func:`similarity_ncc` can warp the post frame.
-INTERPOLATIONS: tuple[str, ...] = ("bilinear", "spline")
 
 #: Sampling positions within this many pixels outside the frame still count as inside
 #: (the same tolerance as ``cdpkd.metrics.warp_ncc``; absorbs rounding of exact edge shifts).
@@ -209,7 +206,7 @@ def similarity_ncc(
         raise ValueError(f"{fn}: window ({wy}, {wx}) is larger than the frames ({h}, {w})")
     check_positive(eps, fn, "eps")
     check_choice(reduction, REDUCTIONS, fn, "reduction")
-    check_choice(interpolation, INTERPOLATIONS, fn, "interpolation")
+    check_choice(interpolation, RF_INTERPOLATIONS, fn, "interpolation")
 
     dtype = compute_dtype(pre, post, disp)
     with full_precision(pre.device):
