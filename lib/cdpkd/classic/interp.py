@@ -21,6 +21,8 @@ import math
 
 import torch
 
+from ..ops import warp
+
 _EDGE_TOL = 1e-3  # positions this far outside the frame still count as inside
 
 #: How the networks' RF warps can interpolate (``PWCConfig.refine_interp``,
@@ -153,3 +155,20 @@ def spline_warp(
         padding=padding,
         gradients=gradients,
     )
+
+
+def warp_rf(x: torch.Tensor, disp: torch.Tensor, interpolation: str, *, padding: str = "zeros") -> torch.Tensor:
+    """``x`` (N x C x H x W, RF) backward-warped by ``disp`` (N x 2 x H x W, samples / lines), by the
+    networks' interpolation setting (:data:`RF_INTERPOLATIONS`).
+
+    ``"bilinear"``: :func:`cdpkd.ops.warp` (a Triton kernel on GPU; on an RF carrier of ~8 samples per
+    period it shifts the phase by up to ~0.01 sample and damps the carrier by up to 8 %, depending on
+    where between samples each position falls). ``"spline"``: :func:`spline_warp` (plain torch ops),
+    phase error ~3e-4 sample. ``padding``: "zeros" (bilinear: each tap outside counts 0, so a position
+    less than a sample outside still reads part of the edge; spline: 0 beyond the edge) or "border".
+    """
+    if interpolation == "bilinear":
+        return warp(x, disp, padding=padding)
+    if interpolation == "spline":
+        return spline_warp(x, disp, padding=padding)[0]
+    raise ValueError(f"warp_rf: interpolation must be one of {RF_INTERPOLATIONS}, got {interpolation!r}")

@@ -11,7 +11,7 @@ displacement] into a residual. Enabled by ``PWCConfig.refine_widths``; with ``re
 head also sees the volume's peak located to a sub-sample offset as NCC block matching locates it
 (:func:`peak_features`), which a small conv stack cannot easily compute from the volume itself (a
 ratio of differences around an argmax). ``refine_interp="spline"`` warps the RF post frame with a
-cubic B-spline instead of bilinearly (:func:`warp_rf`).
+cubic B-spline instead of bilinearly (:func:`cdpkd.classic.interp.warp_rf`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from cdpkd.classic.interp import RF_INTERPOLATIONS, spline_warp
+from cdpkd.classic.interp import RF_INTERPOLATIONS, warp_rf
 from cdpkd.classic.ncc_volume import ncc_volume
 from cdpkd.classic.subsample import cosine_offset, parabolic_offset
-from cdpkd.ops import warp
 
 from .blocks import conv3x3, full_precision, make_stack, run_stack, small_init_
 
@@ -60,23 +59,6 @@ def peak_features(cost: torch.Tensor, radius: tuple[int, int]) -> torch.Tensor:
     frac_a = torch.where(inside_a, cosine_offset(at(-1, 0), peak, at(1, 0)), torch.zeros_like(peak))
     frac_l = torch.where(inside_l, parabolic_offset(at(0, -1), peak, at(0, 1)), torch.zeros_like(peak))
     return torch.cat(((ia - ra).to(cost.dtype) + frac_a, (il - rl).to(cost.dtype) + frac_l, peak), dim=1)
-
-
-def warp_rf(post: torch.Tensor, disp: torch.Tensor, interpolation: str) -> torch.Tensor:
-    """``post`` (N x 1 x H x W RF) backward-warped by ``disp`` (N x 2 x H x W, samples / lines).
-
-    ``"bilinear"``: :func:`cdpkd.ops.warp` (fast; on an RF carrier of ~8 samples per period it shifts
-    the phase by up to ~0.01 sample and damps the carrier by up to 8 %, depending on where between
-    samples each position falls). ``"spline"``: cubic B-spline
-    (:func:`cdpkd.classic.interp.spline_warp`, as NCC block matching warps RF), phase error ~3e-4
-    sample. Outside the frame both read 0 (bilinear: each tap outside counts 0, so a position less
-    than a sample outside still reads part of the edge; spline: 0 beyond the edge).
-    """
-    if interpolation == "bilinear":
-        return warp(post, disp)
-    if interpolation == "spline":
-        return spline_warp(post, disp)[0]
-    raise ValueError(f"warp_rf: interpolation must be one of {RF_INTERPOLATIONS}, got {interpolation!r}")
 
 
 class NCCRefinement(nn.Module):

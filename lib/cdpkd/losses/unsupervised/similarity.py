@@ -25,8 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cdpkd.classic.interp import RF_INTERPOLATIONS, spline_warp
-from cdpkd.ops import warp
+from cdpkd.classic.interp import RF_INTERPOLATIONS, warp_rf
 
 from ._common import (
     REDUCTIONS,
@@ -214,10 +213,7 @@ def similarity_ncc(
         valid = in_frame_mask(disp_)
         if mask is not None:
             valid = valid * _user_mask(mask, pre.shape, pre.device, dtype, fn)
-        if interpolation == "spline":
-            warped = spline_warp(post_, disp_, padding="border")[0]
-        else:
-            warped = warp(post_, disp_, padding="border")
+        warped = warp_rf(post_, disp_, interpolation, padding="border")
         ncc = box_ncc(pre_, warped, (wy, wx), valid, eps)
         channels = pre.shape[1]
         count = valid.sum(dim=(1, 2, 3)) * channels
