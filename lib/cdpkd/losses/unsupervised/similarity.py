@@ -17,7 +17,7 @@ matching warps RF). On RF with ~8 samples per carrier period, linear interpolati
 by up to 8 % and shifts its phase by up to ~0.01 sample depending on the fractional position, so
 part of the NCC deficit at the true displacement is interpolation error (on notebook 01's 16 cpu
 test pairs the similarity term at the ground truth is 9-28 % lower with the spline; mean 0.0056
-against 0.0067: studies/README.md, "The head and the loss warping RF by cubic B-spline?").
+against 0.0067: studies/results/teacher_objective_cpu_truth_*.json).
 """
 
 from __future__ import annotations
