@@ -13,7 +13,11 @@ README's teacher section says about its error:
   that is a function of depth only, and their lateral and axial autocorrelation (speckle-sized
   noise or a tile-sized pattern?);
 - ``smoothed``: strain RMSE of the guided-tile displacement after a box filter (samples x lines):
-  how much a smoother output would gain;
+  how much a smoother output would gain; ``smoothed_ncc``: NCC block matching's after the same
+  filters (a smoother output trades resolution for noise: compare the two at the same filter);
+- ``locking``: the mean axial displacement error of the guided tiles and of NCC in each eighth of the
+  true axial displacement's sub-sample part (peak locking: an estimator biased toward whole samples
+  has a curve swinging with it; a flat curve has none);
 - ``release``: on the same pair played backwards (``cdpkd.sim.release``), the mean axial strain
   of the truth and of the network (plain and guided tiles): does it find the sign?
 
@@ -48,7 +52,8 @@ from _study import add_artifact_argument, output_path, study_parser, trained_fol
 
 NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
 BAND_ROWS = 128
-SMOOTHING = ((1, 9), (21, 9), (41, 9))  # box filters (samples, lines); NCC block matching's window is 41 x 9
+SMOOTHING = ((1, 9), (21, 9), (41, 9), (61, 9))  # box filters (samples, lines); NCC block matching's window is 41 x 9
+LOCKING_BINS = 8
 LATERAL_LAGS = (1, 2, 4, 8, 16)
 AXIAL_LAGS = (4, 16, 32, 64, 128)
 
@@ -92,6 +97,14 @@ def error_structure(error: np.ndarray, border: tuple[int, int]) -> dict[str, Any
         "lateral_autocorrelation": {str(k): float(np.mean(rest[:, :-k] * rest[:, k:]) / power) for k in LATERAL_LAGS},
         "axial_autocorrelation": {str(k): float(np.mean(rest[:-k] * rest[k:]) / power) for k in AXIAL_LAGS},
     }
+
+
+def locking_curve(estimate: np.ndarray, truth: np.ndarray, mask: np.ndarray, bins: int = LOCKING_BINS) -> list[float]:
+    """Mean axial displacement error (samples) of the masked pixels in each of ``bins`` equal parts of
+    the true axial displacement's sub-sample part [0, 1) (NaN for an empty part)."""
+    error = (estimate[0] - truth[0])[mask]
+    part = np.minimum((np.mod(truth[0][mask], 1.0) * bins).astype(int), bins - 1)
+    return [float(error[part == b].mean()) if np.any(part == b) else float("nan") for b in range(bins)]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -143,12 +156,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 row["depth_bands"][name] = depth_bands(error, mask)
             if name != "plain":
                 row["structure"][name] = error_structure(error, border)
-        row["smoothed"] = {
-            f"{a}x{b}": pair_metrics(uniform_filter(estimates["guided"], size=(1, a, b), mode="nearest"),
-                                     pair.displacement, pair.pre, pair.post, pair.labels,
-                                     strain_window=window, border=border)["strain_rmse"]
-            for a, b in SMOOTHING
-        }
+        for name, key in (("guided", "smoothed"), ("ncc", "smoothed_ncc")):
+            row[key] = {
+                f"{a}x{b}": pair_metrics(uniform_filter(estimates[name], size=(1, a, b), mode="nearest"),
+                                         pair.displacement, pair.pre, pair.post, pair.labels,
+                                         strain_window=window, border=border)["strain_rmse"]
+                for a, b in SMOOTHING
+            }
+        row["locking"] = {name: locking_curve(estimates[name], pair.displacement, mask) for name in ("guided", "ncc")}
         released = release_pair(pair)
         inner = scored_mask(released.labels, border, window)
         row["release"] = {"true_mean_axial_strain": float(axial_strain(released.displacement[None], window)[0, 0][inner].mean())}

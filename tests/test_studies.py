@@ -381,6 +381,13 @@ def test_diagnostics_helpers_on_known_fields(diagnostics_study):
     bands = diagnostics_study.depth_bands(np.full((300, 4), 0.5), np.ones((300, 4), bool))
     assert [b["rows"] for b in bands] == [[0, 128], [128, 256], [256, 300]]
     assert all(b["strain_rmse"] == pytest.approx(0.5) for b in bands)
+    truth = np.stack([np.tile(np.linspace(0.0, 4.0, 300, endpoint=False)[:, None], (1, 4)), np.zeros((300, 4))])
+    locked = truth.copy()
+    locked[0] = np.round(truth[0])  # an estimator that snaps to whole samples
+    curve = diagnostics_study.locking_curve(locked, truth, np.ones((300, 4), bool))
+    assert curve[0] < 0 < curve[-1] and curve[3] < 0 < curve[4]  # too low below a half, too high above
+    assert curve[0] == pytest.approx(-1 / 16, abs=0.01)  # mean of -frac over [0, 1/8)
+    assert diagnostics_study.locking_curve(truth, truth, np.ones((300, 4), bool)) == [0.0] * 8
 
 
 def test_diagnostics_study_records_every_part(diagnostics_study, smoke_teacher, data_root, tmp_path):
@@ -393,7 +400,8 @@ def test_diagnostics_study_records_every_part(diagnostics_study, smoke_teacher, 
     (row,) = result["pairs"]
     assert set(row["modes"]) == {"plain", "guided", "guided_median_centred", "guided_mirror_average", "ncc"}
     assert set(row["depth_bands"]) == {"plain", "guided"} and set(row["structure"]) == {"guided", "ncc"}
-    assert set(row["smoothed"]) == {"1x9", "21x9", "41x9"}
+    assert set(row["smoothed"]) == set(row["smoothed_ncc"]) == {"1x9", "21x9", "41x9", "61x9"}
+    assert set(row["locking"]) == {"guided", "ncc"} and all(len(c) == 8 for c in row["locking"].values())
     assert row["release"]["true_mean_axial_strain"] > 0  # released tissue expands
     with pytest.raises(SystemExit, match="no trained model"):
         diagnostics_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--artifact", "teacher/missing"])
