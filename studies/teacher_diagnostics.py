@@ -99,12 +99,14 @@ def error_structure(error: np.ndarray, border: tuple[int, int]) -> dict[str, Any
     }
 
 
-def locking_curve(estimate: np.ndarray, truth: np.ndarray, mask: np.ndarray, bins: int = LOCKING_BINS) -> list[float]:
+def locking_curve(
+    estimate: np.ndarray, truth: np.ndarray, mask: np.ndarray, bins: int = LOCKING_BINS
+) -> list[float | None]:
     """Mean axial displacement error (samples) of the masked pixels in each of ``bins`` equal parts of
-    the true axial displacement's sub-sample part [0, 1) (NaN for an empty part)."""
+    the true axial displacement's sub-sample part [0, 1) (None for an empty part: JSON has no NaN)."""
     error = (estimate[0] - truth[0])[mask]
     part = np.minimum((np.mod(truth[0][mask], 1.0) * bins).astype(int), bins - 1)
-    return [float(error[part == b].mean()) if np.any(part == b) else float("nan") for b in range(bins)]
+    return [float(error[part == b].mean()) if np.any(part == b) else None for b in range(bins)]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

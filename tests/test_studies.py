@@ -388,6 +388,8 @@ def test_diagnostics_helpers_on_known_fields(diagnostics_study):
     assert curve[0] < 0 < curve[-1] and curve[3] < 0 < curve[4]  # too low below a half, too high above
     assert curve[0] == pytest.approx(-1 / 16, abs=0.01)  # mean of -frac over [0, 1/8)
     assert diagnostics_study.locking_curve(truth, truth, np.ones((300, 4), bool)) == [0.0] * 8
+    whole = np.zeros((2, 300, 4))  # every true displacement a whole number: the other eighths are empty
+    assert diagnostics_study.locking_curve(whole, whole, np.ones((300, 4), bool)) == [0.0] + [None] * 7
 
 
 def test_diagnostics_study_records_every_part(diagnostics_study, smoke_teacher, data_root, tmp_path):
