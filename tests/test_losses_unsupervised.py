@@ -216,6 +216,25 @@ def test_smoothness_spacing_gives_full_resolution_units():
     assert float(smoothness(curved, 2, penalty_kind="l1", spacing=2)) == pytest.approx(0.002, rel=1e-9)
 
 
+def test_smoothness_lag_keeps_units_and_damps_pixel_jitter():
+    y, x = grid(1, 64, 16)
+    curved = field(0.001 * y**2, 0.002 * x**2)  # second derivatives 0.002 (axial) and 0.004 (lateral)
+    for lag in (1, 3, (4, 2)):  # a quadratic's second difference is exact at any lag, in the same units
+        assert float(smoothness(curved, 2, ((1.0, 0.0), (0.0, 0.0)), penalty_kind="l1", lag=lag)) == pytest.approx(0.002)
+        assert float(smoothness(curved, 2, ((0.0, 0.0), (0.0, 1.0)), penalty_kind="l1", lag=lag)) == pytest.approx(0.004)
+    linear = field(0.01 * y, -0.01 * x)  # a uniform strain is free at any lag
+    assert float(smoothness(linear, 2, lag=(5, 3))) == 0.0
+    torch.manual_seed(0)
+    jitter = torch.randn(1, 2, 256, 64, dtype=torch.float64) * 0.05  # white displacement noise
+    adjacent = float(smoothness(jitter, 2, penalty_kind="l2"))
+    lagged = float(smoothness(jitter, 2, penalty_kind="l2", lag=4))
+    assert lagged == pytest.approx(adjacent / 4**4, rel=0.1)  # variance of a lag-L second difference / L^4
+    too_short = field(0.001 * y[:, :, :8] ** 2, torch.zeros_like(x[:, :, :8]))  # 8 rows: no lag-4 second difference
+    assert float(smoothness(too_short, 2, ((1.0, 0.0), (0.0, 0.0)), lag=(4, 1))) == 0.0
+    with pytest.raises(ValueError, match="lag"):
+        smoothness(curved, lag=0)
+
+
 # --- incompressibility and Poisson --------------------------------------------
 
 

@@ -135,6 +135,26 @@ def test_interpolation_setting_warps_the_full_resolution_similarity_only():
         UnsupervisedLossConfig(interpolation="cubic")
 
 
+def test_smooth_lag_weighs_the_final_fields_jitter_less():
+    from cdpkd.losses.unsupervised import smoothness
+
+    out = fake_outputs(1, 128, 16, axial=2.5, requires_grad=False)
+    torch.manual_seed(1)
+    out["displacement"] = out["displacement"] + 0.05 * torch.randn_like(out["displacement"])
+    pre, post = rf_pair(2.5, n_samples=128, n_lines=16)
+    final_only = {"smooth_weight": 1.0, "regularize_levels": False}
+    adjacent = UnsupervisedLoss(**final_only)(pre, post, out)
+    lagged = UnsupervisedLoss(**final_only, smooth_lag=(8, 2))(pre, post, out)
+    assert torch.allclose(lagged["smooth"], smoothness(out["displacement"], (2, 2), eps=1e-3, lag=(8, 2)))
+    assert float(lagged["smooth"]) < 0.25 * float(adjacent["smooth"])  # pixel jitter weighs far less (L1-like: 1 / lag)
+    assert torch.equal(lagged["similarity"], adjacent["similarity"])
+    with_levels = UnsupervisedLoss(smooth_weight=1.0, smooth_lag=(8, 2))(pre, post, out)  # level lags >= 1
+    assert torch.isfinite(with_levels["total"])
+    assert UnsupervisedLossConfig.from_dict({"smooth_lag": [8, 2]}).smooth_lag == (8, 2)
+    with pytest.raises(ValueError, match="smooth_lag"):
+        UnsupervisedLossConfig(smooth_lag=(0, 1))
+
+
 def test_gradient_descent_recovers_a_known_shift():
     """Optimise a displacement field directly (no network) on a simulated pair shifted 2.6 samples."""
     pre, post = rf_pair(2.6, n_samples=128, n_lines=16, seed=3)

@@ -91,6 +91,10 @@ class UnsupervisedLossConfig:
             :func:`~cdpkd.losses.unsupervised.smoothness`.
         smooth_penalty, smooth_eps: penalty ("charbonnier", "l1", "l2") and
             Charbonnier scale (displacement units per sample^order).
+        smooth_lag: distance (axial samples, lateral lines, full resolution) between the
+            differenced values of the smoothness term (``lag`` of
+            :func:`~cdpkd.losses.unsupervised.smoothness`; at a level of stride s, lag / s level
+            pixels rounded, at least 1). (1, 1), the default, is adjacent pixels.
         strain_window: odd LS windows (samples, lines) of the strain terms at
             full resolution (scaled by the stride at coarse levels, min 3).
         incompressibility_penalty, incompressibility_eps: "l1" (mean |eps_ax + eps_lat|),
@@ -118,6 +122,7 @@ class UnsupervisedLossConfig:
     smooth_weights: tuple[tuple[float, float], tuple[float, float]] = ((1.0, 1.0), (1.0, 1.0))
     smooth_penalty: str = "charbonnier"
     smooth_eps: float = 1e-3
+    smooth_lag: tuple[int, int] = (1, 1)
     strain_window: tuple[int, int] = (9, 3)
     incompressibility_penalty: str = "l1"
     incompressibility_eps: float = 1e-4
@@ -152,6 +157,9 @@ class UnsupervisedLossConfig:
         if any(k not in (1, 2) for k in orders):
             raise ValueError(f"{fn}: smooth_order must hold 1 or 2, got {self.smooth_order!r}")
         smoothness_weights(self.smooth_weights, fn)
+        lags = pair_of_ints(self.smooth_lag, fn, "smooth_lag")
+        if min(lags) < 1:
+            raise ValueError(f"{fn}: smooth_lag must be two integers >= 1, got {self.smooth_lag!r}")
         check_choice(self.smooth_penalty, PENALTIES, fn, "smooth_penalty")
         check_choice(self.incompressibility_penalty, PENALTIES, fn, "incompressibility_penalty")
         check_choice(self.poisson_model, POISSON_MODELS, fn, "poisson_model")
@@ -336,6 +344,7 @@ class UnsupervisedLoss(nn.Module):
                 penalty_kind=cfg.smooth_penalty,
                 eps=cfg.smooth_eps,
                 spacing=(float(sy), float(sx)),
+                lag=tuple(max(1, round(lag / stride)) for lag, stride in zip(cfg.smooth_lag, (sy, sx))),
             )
         }
         hl, wl = scale.disp.shape[-2:]

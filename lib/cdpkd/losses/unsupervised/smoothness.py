@@ -67,6 +67,14 @@ def smoothness_weights(
     )
 
 
+def _lagged_diff(x: torch.Tensor, order: int, lag: int, dim: int) -> torch.Tensor:
+    """The ``order``-th forward difference of ``x`` along ``dim`` between values ``lag`` apart."""
+    for _ in range(order):
+        n = x.shape[dim] - lag
+        x = x.narrow(dim, lag, n) - x.narrow(dim, 0, n)
+    return x
+
+
 def smoothness(
     disp: torch.Tensor,
     order: int | tuple[int, int] = 2,
@@ -75,14 +83,15 @@ def smoothness(
     penalty_kind: str = "charbonnier",
     eps: float = 1e-3,
     spacing: float | tuple[float, float] = 1.0,
+    lag: int | tuple[int, int] = 1,
     reduction: str = "mean",
 ) -> torch.Tensor:
     """Weighted mean penalty of the order-k finite differences of the displacement.
 
-    smooth = sum_{c in (ax, lat)} sum_{d in (ax, lat)} w[c][d] * mean(rho(D_d^k u_c / s_d^k))
+    smooth = sum_{c in (ax, lat)} sum_{d in (ax, lat)} w[c][d] * mean(rho(D_d^k u_c / (L_d s_d)^k))
 
-    with D_d^k the k-th forward difference along direction d (``torch.diff``),
-    s_d the pixel spacing and rho the penalty. Examples: u_ax = eps * y gives
+    with D_d^k the k-th forward difference along direction d between pixels L_d apart
+    (``torch.diff`` when L_d = 1), s_d the pixel spacing and rho the penalty. Examples: u_ax = eps * y gives
     0 at order 2 and ``w[0][0] * rho(eps)`` at order 1.
 
     Args:
@@ -101,11 +110,16 @@ def smoothness(
             -- the level stride for a pyramid output whose displacement is in
             full-resolution units -- so the differences are per full-resolution
             sample^order whatever the level.
+        lag: pixels between the differenced values (axial, lateral), >= 1. At 1 the penalty sees
+            pixel-to-pixel jitter, which least-squares strain over a window mostly averages away;
+            a larger lag weighs changes of the field over that distance (a second difference at
+            lag L of white noise is L^2 times smaller per pixel spacing), so it regularises at the
+            scale the strain is read at.
         reduction: "mean" (0-d) or "none" (shape N).
 
     Returns:
         Non-negative loss, float32 (float64 for float64 input), autocast
-        disabled, differentiable. A direction with k or fewer pixels contributes 0.
+        disabled, differentiable. A direction with k x lag or fewer pixels contributes 0.
     """
     fn = "smoothness"
     check_disp(disp, fn)
@@ -116,6 +130,9 @@ def smoothness(
     check_choice(penalty_kind, PENALTIES, fn, "penalty_kind")
     check_positive(eps, fn, "eps")
     sy, sx = pair_of_floats(spacing, fn, "spacing")
+    lags = pair_of_ints(lag, fn, "lag")
+    if min(lags) < 1:
+        raise ValueError(f"{fn}: lag must be >= 1 (or a pair of them), got {lag!r}")
     check_choice(reduction, REDUCTIONS, fn, "reduction")
 
     dtype = compute_dtype(disp)
@@ -124,9 +141,9 @@ def smoothness(
         total = torch.zeros(d.shape[0], dtype=dtype, device=d.device)
         for c, k in enumerate(orders):
             comp = d[:, c]
-            for axis, s, weight in ((-2, sy, w[c][0]), (-1, sx, w[c][1])):
-                if weight == 0 or comp.shape[axis] <= k:
+            for axis, s, weight, step in ((-2, sy, w[c][0], lags[0]), (-1, sx, w[c][1], lags[1])):
+                if weight == 0 or comp.shape[axis] <= k * step:
                     continue
-                diff = torch.diff(comp, n=k, dim=axis) / (s**k)
+                diff = _lagged_diff(comp, k, step, axis) / ((step * s) ** k)
                 total = total + weight * penalty(diff, penalty_kind, eps).mean(dim=(-2, -1))
         return reduce(total, reduction)
