@@ -24,6 +24,11 @@ updates the objective's settings (JSON, :class:`cdpkd.losses.UnsupervisedLossCon
     python studies/teacher_objective.py --profile cpu --starts truth --polish-steps 500 \
         --loss '{"smooth_weight": 0.05}' --out studies/results/teacher_objective_cpu_audit_smooth005.json
 
+``--mixed`` also scores fields that combine one estimate's axial component with another's lateral one
+(``ncc_axial_teacher_lateral``, and with the truth among the starts ``teacher_axial_truth_lateral`` and
+``ncc_axial_truth_lateral``): NCC's axial strain is far better than the teacher's and its lateral
+estimate noisier, so these say which component the objective's ranking of the two comes from.
+
 Builds (or reuses) notebook 01's datasets and, when it is a start, its teacher under ``--data-dir``. Writes
 ``studies/results/teacher_objective_<profile>.json`` (provenance, settings, one row per pair).
 """
@@ -97,6 +102,14 @@ def polish(loss: UnsupervisedLoss, pre: torch.Tensor, post: torch.Tensor, init: 
     return disp.detach()[0].numpy()
 
 
+def mixed_fields(fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Fields taking the axial component (index 0) of one entry of ``fields`` and the lateral one of
+    another, for the pairs whose both entries exist: NCC / teacher, teacher / truth, NCC / truth."""
+    combos = (("ncc", "teacher"), ("teacher", "truth"), ("ncc", "truth"))
+    return {f"{axial}_axial_{lateral}_lateral": np.stack((fields[axial][0], fields[lateral][1]))
+            for axial, lateral in combos if axial in fields and lateral in fields}
+
+
 def parse_loss_changes(text: str) -> dict[str, Any]:
     return json_object(text, "--loss")
 
@@ -109,6 +122,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="displacements to score and descend from (default: all)")
     parser.add_argument("--loss", type=parse_loss_changes, default={},
                         help="JSON object updating the objective's settings (default: the teacher's last stage's)")
+    parser.add_argument("--mixed", action="store_true",
+                        help="also score fields mixing one start's axial component with another's lateral one")
     args = parser.parse_args(argv)
     if args.polish_steps < 0:
         parser.error("--polish-steps must be >= 0")
@@ -139,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **provenance(), "profile": args.profile, "teacher_artifact": teacher_artifact,
         "settings": {"loss": settings, "loss_changes": args.loss, "starts": args.starts,
                      "tile": list(tile) if tile else None, "guided_tiles": p["guided_tiles"], "guide_pass": p["guide_pass"],
-                     "strain_window": window, "border": list(border), "polish_steps": args.polish_steps,
+                     "strain_window": window, "border": list(border), "polish_steps": args.polish_steps, "mixed": args.mixed,
                      "torch_threads": torch.get_num_threads()},
         "pairs": [],
     }
@@ -148,6 +163,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         pre, post = frames(pair.pre, pair.post)
         fields = {"truth": pair.displacement.astype(np.float32)} if "truth" in args.starts else {}
         fields.update({name: np.asarray(run(pair.pre, pair.post), np.float32) for name, run in estimators.items()})
+        if args.mixed:
+            fields.update(mixed_fields(fields))
         row: dict[str, Any] = {"pair": index, "applied_strain_pct": float(pair.meta["applied_strain"]) * 100,
                                "objective": {}, "errors": {}, "polished": {}}
         for name, disp in fields.items():

@@ -516,15 +516,30 @@ def test_objective_polish_finds_a_known_shift(objective_study):
     assert np.abs(np.median(polished[1, 16:-16, 2:-2])) < 0.03
 
 
+def test_objective_mixed_fields_take_each_component_from_its_source(objective_study):
+    fields = {name: np.stack((np.full((4, 3), 10.0 * k), np.full((4, 3), 10.0 * k + 1)))
+              for k, name in enumerate(("truth", "teacher", "ncc"), start=1)}
+    mixed = objective_study.mixed_fields(fields)
+    assert set(mixed) == {"ncc_axial_teacher_lateral", "teacher_axial_truth_lateral", "ncc_axial_truth_lateral"}
+    np.testing.assert_array_equal(mixed["ncc_axial_teacher_lateral"][0], fields["ncc"][0])
+    np.testing.assert_array_equal(mixed["ncc_axial_teacher_lateral"][1], fields["teacher"][1])
+    np.testing.assert_array_equal(mixed["ncc_axial_truth_lateral"][1], fields["truth"][1])
+    assert set(objective_study.mixed_fields({k: fields[k] for k in ("teacher", "ncc")})) == {"ncc_axial_teacher_lateral"}
+    assert objective_study.mixed_fields({"truth": fields["truth"]}) == {}
+
+
 def test_objective_study_scores_truth_teacher_and_ncc(objective_study, smoke_teacher, data_root, tmp_path):
     p, stages = smoke_teacher
     out = tmp_path / "objective.json"
     result = objective_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(out),
-                                   "--pairs", "0", "--polish-steps", "3"])
+                                   "--pairs", "0", "--polish-steps", "3", "--mixed"])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert result["teacher_artifact"] == f"teacher/{stages[-1].name}"  # notebook 01's teacher, not a new one
     (row,) = result["pairs"]
-    assert set(row["objective"]) == set(row["errors"]) == set(row["polished"]) == {"truth", "teacher", "ncc"}
+    assert set(row["objective"]) == set(row["errors"]) == set(row["polished"]) == {
+        "truth", "teacher", "ncc", "ncc_axial_teacher_lateral", "teacher_axial_truth_lateral", "ncc_axial_truth_lateral"}
+    assert row["errors"]["ncc_axial_truth_lateral"]["disp_rmse_lateral"] == 0.0
+    assert row["errors"]["ncc_axial_truth_lateral"]["strain_rmse"] == row["errors"]["ncc"]["strain_rmse"]  # axial only
     assert row["errors"]["truth"]["strain_rmse"] == 0.0 and row["errors"]["truth"]["disp_rmse_axial"] == 0.0
     for name, polished in row["polished"].items():  # a line search never climbs
         assert polished["objective"]["total"] <= row["objective"][name]["total"], name
