@@ -151,6 +151,8 @@ def test_smooth_lag_weighs_the_final_fields_jitter_less():
     with_levels = UnsupervisedLoss(smooth_weight=1.0, smooth_lag=(8, 2))(pre, post, out)  # level lags >= 1
     assert torch.isfinite(with_levels["total"])
     assert UnsupervisedLossConfig.from_dict({"smooth_lag": [8, 2]}).smooth_lag == (8, 2)
+    same_both_ways = UnsupervisedLoss(**final_only, smooth_lag=8)(pre, post, out)  # one int: both directions
+    assert torch.equal(same_both_ways["smooth"], UnsupervisedLoss(**final_only, smooth_lag=(8, 8))(pre, post, out)["smooth"])
     with pytest.raises(ValueError, match="smooth_lag"):
         UnsupervisedLossConfig(smooth_lag=(0, 1))
 

@@ -157,9 +157,7 @@ class UnsupervisedLossConfig:
         if any(k not in (1, 2) for k in orders):
             raise ValueError(f"{fn}: smooth_order must hold 1 or 2, got {self.smooth_order!r}")
         smoothness_weights(self.smooth_weights, fn)
-        lags = pair_of_ints(self.smooth_lag, fn, "smooth_lag")
-        if min(lags) < 1:
-            raise ValueError(f"{fn}: smooth_lag must be two integers >= 1, got {self.smooth_lag!r}")
+        pair_of_ints(self.smooth_lag, fn, "smooth_lag")  # integers >= 1
         check_choice(self.smooth_penalty, PENALTIES, fn, "smooth_penalty")
         check_choice(self.incompressibility_penalty, PENALTIES, fn, "incompressibility_penalty")
         check_choice(self.poisson_model, POISSON_MODELS, fn, "poisson_model")
@@ -344,7 +342,8 @@ class UnsupervisedLoss(nn.Module):
                 penalty_kind=cfg.smooth_penalty,
                 eps=cfg.smooth_eps,
                 spacing=(float(sy), float(sx)),
-                lag=tuple(max(1, round(lag / stride)) for lag, stride in zip(cfg.smooth_lag, (sy, sx))),
+                lag=tuple(max(1, round(lag / stride))
+                          for lag, stride in zip(pair_of_ints(cfg.smooth_lag, "UnsupervisedLoss", "smooth_lag"), (sy, sx))),
             )
         }
         hl, wl = scale.disp.shape[-2:]

@@ -130,9 +130,7 @@ def smoothness(
     check_choice(penalty_kind, PENALTIES, fn, "penalty_kind")
     check_positive(eps, fn, "eps")
     sy, sx = pair_of_floats(spacing, fn, "spacing")
-    lags = pair_of_ints(lag, fn, "lag")
-    if min(lags) < 1:
-        raise ValueError(f"{fn}: lag must be >= 1 (or a pair of them), got {lag!r}")
+    lags = pair_of_ints(lag, fn, "lag")  # integers >= 1
     check_choice(reduction, REDUCTIONS, fn, "reduction")
 
     dtype = compute_dtype(disp)
