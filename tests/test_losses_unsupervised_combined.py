@@ -243,3 +243,16 @@ def test_small_frames_and_final_only_regularization():
     t = UnsupervisedLoss(regularize_levels=False)(pre, post, out)
     expected = smoothness(out["displacement"], cfg.smooth_order, cfg.smooth_weights, eps=cfg.smooth_eps)
     assert torch.allclose(t["smooth"], expected)
+
+
+def test_one_int_windows_mean_both_axes():
+    """ncc_window, strain_window, smooth_order, smooth_lag: one int is stored as the pair it means."""
+    cfg = UnsupervisedLossConfig(ncc_window=15, strain_window=5, smooth_order=1, smooth_lag=4)
+    assert (cfg.ncc_window, cfg.strain_window, cfg.smooth_order, cfg.smooth_lag) == ((15, 15), (5, 5), (1, 1), (4, 4))
+    assert UnsupervisedLossConfig.from_json(cfg.to_json()) == cfg
+    out = fake_outputs(1, 64, 16, axial=1.5, requires_grad=False)
+    pre, post = rf_pair(1.5, n_samples=64, n_lines=16)
+    as_int = UnsupervisedLoss(ncc_window=15, strain_window=5)(pre, post, out)
+    as_pair = UnsupervisedLoss(ncc_window=(15, 15), strain_window=(5, 5))(pre, post, out)
+    for name in ("similarity", "incompressibility", "total"):
+        assert torch.equal(as_int[name], as_pair[name]), name

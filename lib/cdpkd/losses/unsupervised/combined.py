@@ -152,12 +152,19 @@ class UnsupervisedLossConfig:
         wy, wx = pair_of_ints(self.ncc_window, fn, "ncc_window", odd=True)
         if wy * wx < 2:
             raise ValueError(f"{fn}: ncc_window must cover at least 2 pixels, got {self.ncc_window!r}")
-        pair_of_ints(self.strain_window, fn, "strain_window", odd=True, minimum=3)
         orders = pair_of_ints(self.smooth_order, fn, "smooth_order")
         if any(k not in (1, 2) for k in orders):
             raise ValueError(f"{fn}: smooth_order must hold 1 or 2, got {self.smooth_order!r}")
         smoothness_weights(self.smooth_weights, fn)
-        pair_of_ints(self.smooth_lag, fn, "smooth_lag")  # integers >= 1
+        # One int means both axes; stored as the (axial, lateral) pair the loss indexes.
+        pairs = {
+            "ncc_window": (wy, wx),
+            "strain_window": pair_of_ints(self.strain_window, fn, "strain_window", odd=True, minimum=3),
+            "smooth_order": orders,
+            "smooth_lag": pair_of_ints(self.smooth_lag, fn, "smooth_lag"),
+        }
+        for name, pair in pairs.items():
+            object.__setattr__(self, name, pair)  # frozen dataclass: normalised once, here
         check_choice(self.smooth_penalty, PENALTIES, fn, "smooth_penalty")
         check_choice(self.incompressibility_penalty, PENALTIES, fn, "incompressibility_penalty")
         check_choice(self.poisson_model, POISSON_MODELS, fn, "poisson_model")
@@ -342,8 +349,7 @@ class UnsupervisedLoss(nn.Module):
                 penalty_kind=cfg.smooth_penalty,
                 eps=cfg.smooth_eps,
                 spacing=(float(sy), float(sx)),
-                lag=tuple(max(1, round(lag / stride))
-                          for lag, stride in zip(pair_of_ints(cfg.smooth_lag, "UnsupervisedLoss", "smooth_lag"), (sy, sx))),
+                lag=tuple(max(1, round(lag / stride)) for lag, stride in zip(cfg.smooth_lag, (sy, sx))),
             )
         }
         hl, wl = scale.disp.shape[-2:]
