@@ -18,6 +18,7 @@ from cdpkd.losses.unsupervised import (
     similarity_ncc,
     smoothness,
 )
+from cdpkd.losses.unsupervised._common import penalty
 from cdpkd.metrics import local_ncc
 from cdpkd.sim import ImagingConfig, Scatterers, simulate_rf
 from cdpkd.sim.rf_convolution import scatterer_margins_m
@@ -233,6 +234,25 @@ def test_smoothness_lag_keeps_units_and_damps_pixel_jitter():
     assert float(smoothness(too_short, 2, ((1.0, 0.0), (0.0, 0.0)), lag=(4, 1))) == 0.0
     with pytest.raises(ValueError, match="lag"):
         smoothness(curved, lag=0)
+
+
+def test_smoothness_at_lag_one_is_torch_diff_to_the_last_bit():
+    """The default lag must not change training numerics: cached artifacts are keyed on the
+    recipe, so values and gradients at lag 1 equal the torch.diff form's bit for bit."""
+    torch.manual_seed(0)
+    disp = torch.randn(2, 2, 96, 24, requires_grad=True)
+    got = smoothness(disp, (2, 1), eps=1e-3)
+    want = torch.zeros(2)  # the pre-lag formula, term by term in the same order
+    for c, k in enumerate((2, 1)):
+        comp = disp[:, c]  # one select per component: the gradient's summation order depends on it
+        for axis in (-2, -1):
+            diff = torch.diff(comp, n=k, dim=axis) / (1.0**k)
+            want = want + 1.0 * penalty(diff, "charbonnier", 1e-3).mean(dim=(-2, -1))
+    want = want.mean()
+    assert torch.equal(got, want)
+    (grad_got,) = torch.autograd.grad(got, disp)
+    (grad_want,) = torch.autograd.grad(want, disp)
+    assert torch.equal(grad_got, grad_want)
 
 
 # --- incompressibility and Poisson --------------------------------------------
