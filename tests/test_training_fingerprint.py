@@ -13,8 +13,8 @@ record skips, saying how to record one.
 
 When a change of training numerics is intended: bump the version in the cache keys it affects
 (``RECIPE_VERSION`` in ``cdpkd.recipes.unsupervised`` for the teacher and baselines,
-``STUDENT_RECIPE_VERSION`` in ``cdpkd.recipes.students`` for DP-Net / CDP-KDNet, the dataset's
-generator for simulated data) so caches retrain, then record:
+``STUDENT_RECIPE_VERSION`` in ``cdpkd.recipes.students`` for DP-Net / CDP-KDNet, ``SIMULATOR_VERSION``
+in ``cdpkd.sim.dataset`` for simulated data) so caches rebuild, then record:
 ``CDPKD_RECORD_FINGERPRINTS=1 python -m pytest tests/test_training_fingerprint.py``.
 """
 
