@@ -24,6 +24,13 @@ updates the objective's settings (JSON, :class:`cdpkd.losses.UnsupervisedLossCon
     python studies/teacher_objective.py --profile cpu --starts truth --polish-steps 500 \
         --loss '{"smooth_weight": 0.05}' --out studies/results/teacher_objective_cpu_audit_smooth005.json
 
+``--extra-smoothness`` adds a second smoothness term beside the objective's own (JSON: ``weight`` and
+``lag``, the differences' distance in full-resolution samples and lines), e.g. adjacent and lagged
+differences together, which no single ``--loss`` setting expresses:
+
+    python studies/teacher_objective.py --profile cpu --starts truth --polish-steps 500 --pairs 0 4 \
+        --extra-smoothness '{"weight": 0.5, "lag": [16, 4]}' --out studies/results/teacher_objective_cpu_audit_lag1_plus_lag16x4.json
+
 ``--mixed`` also scores fields that combine one estimate's axial component with another's lateral one
 (``ncc_axial_teacher_lateral``, and with the truth among the starts ``teacher_axial_truth_lateral`` and
 ``ncc_axial_truth_lateral``): NCC's axial strain is far better than the teacher's and its lateral
@@ -35,6 +42,7 @@ Builds (or reuses) notebook 01's datasets and, when it is a start, its teacher u
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -60,6 +68,28 @@ from _study import json_object, output_path, study_parser
 NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
 ERRORS = ("strain_rmse", "disp_rmse_axial", "disp_rmse_lateral")
 STARTS = ("truth", "teacher", "ncc")
+
+
+class WithExtraSmoothness:
+    """``loss`` plus a second smoothness term: the same loss settings with the similarity and
+    incompressibility weights at 0 and ``weight`` / ``lag`` as its smoothness weight and lag. Returns
+    ``loss``'s named terms with ``total`` and ``smooth`` including the extra term."""
+
+    def __init__(self, loss: UnsupervisedLoss, weight: float, lag: Any) -> None:
+        settings = {**loss.config.to_dict(), "similarity_weight": 0.0, "incompressibility_weight": 0.0,
+                    "poisson_weight": 0.0, "smooth_weight": weight, "smooth_lag": lag}
+        self.loss, self.extra = loss, UnsupervisedLoss(UnsupervisedLossConfig.from_dict(settings))
+
+    def __call__(self, pre: torch.Tensor, post: torch.Tensor, outputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        terms, extra = self.loss(pre, post, outputs), self.extra(pre, post, outputs)
+        return {**terms, "total": terms["total"] + extra["total"], "smooth": terms["smooth"] + extra["total"]}
+
+
+def parse_extra_smoothness(text: str) -> dict[str, Any]:
+    spec = json_object(text, "--extra-smoothness")
+    if set(spec) != {"weight", "lag"}:
+        raise argparse.ArgumentTypeError(f"--extra-smoothness: give exactly 'weight' and 'lag', got {sorted(spec)}")
+    return spec
 
 
 def frames(pre: np.ndarray, post: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,6 +152,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="displacements to score and descend from (default: all)")
     parser.add_argument("--loss", type=parse_loss_changes, default={},
                         help="JSON object updating the objective's settings (default: the teacher's last stage's)")
+    parser.add_argument("--extra-smoothness", type=parse_extra_smoothness, default=None,
+                        help='JSON {"weight": w, "lag": [axial, lateral]}: a second smoothness term beside the objective\'s')
     parser.add_argument("--mixed", action="store_true",
                         help="also score fields mixing one start's axial component with another's lateral one")
     args = parser.parse_args(argv)
@@ -135,6 +167,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         loss = UnsupervisedLoss(UnsupervisedLossConfig.from_dict(settings))
     except (TypeError, ValueError) as error:
         parser.error(f"--loss: {error}")
+    if args.extra_smoothness is not None:
+        try:
+            loss = WithExtraSmoothness(loss, args.extra_smoothness["weight"], args.extra_smoothness["lag"])
+        except (TypeError, ValueError) as error:
+            parser.error(f"--extra-smoothness: {error}")
     paths = notebook_datasets(args.data_dir, p)
     device = default_device()  # as notebook 01 evaluates
     tile = base.crop if p["tiled_inference"] else None
@@ -152,7 +189,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = output_path(args)
     result: dict[str, Any] = {
         **provenance(), "profile": args.profile, "teacher_artifact": teacher_artifact,
-        "settings": {"loss": settings, "loss_changes": args.loss, "starts": args.starts,
+        "settings": {"loss": settings, "loss_changes": args.loss, "extra_smoothness": args.extra_smoothness,
+                     "starts": args.starts,
                      "tile": list(tile) if tile else None, "guided_tiles": p["guided_tiles"], "guide_pass": p["guide_pass"],
                      "strain_window": window, "border": list(border), "polish_steps": args.polish_steps, "mixed": args.mixed,
                      "torch_threads": torch.get_num_threads()},

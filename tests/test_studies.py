@@ -569,6 +569,26 @@ def test_objective_study_audits_other_loss_settings_from_the_truth(objective_stu
     assert not (tmp_path / "c.json").exists()
 
 
+def test_objective_study_adds_a_second_smoothness_term(objective_study, smoke_teacher, data_root, tmp_path):
+    """--extra-smoothness adds its term to the objective's total and smoothness (the other terms
+    unchanged) and is recorded; a spec without exactly weight and lag, or a bad lag, stops the study."""
+    common = ["--profile", "smoke", "--data-dir", str(data_root), "--pairs", "0", "--starts", "truth",
+              "--polish-steps", "0"]
+    plain = objective_study.main([*common, "--out", str(tmp_path / "a.json")])
+    extra = objective_study.main([*common, "--out", str(tmp_path / "b.json"),
+                                  "--extra-smoothness", '{"weight": 50.0, "lag": [4, 2]}'])
+    assert extra["settings"]["extra_smoothness"] == {"weight": 50.0, "lag": [4, 2]}
+    assert plain["settings"]["extra_smoothness"] is None
+    a, b = plain["pairs"][0]["objective"]["truth"], extra["pairs"][0]["objective"]["truth"]
+    added = b["total"] - a["total"]
+    assert added > 0 and b["smooth"] - a["smooth"] == pytest.approx(added, rel=1e-4)
+    assert b["similarity"] == a["similarity"] and b["incompressibility"] == a["incompressibility"]
+    for bad in ('{"weight": 1}', '{"weight": 1, "lag": [2, 2], "x": 0}', '{"weight": 1, "lag": [0, 2]}'):
+        with pytest.raises(SystemExit):
+            objective_study.main([*common, "--extra-smoothness", bad, "--out", str(tmp_path / "c.json")])
+    assert not (tmp_path / "c.json").exists()
+
+
 def test_refine_study_checks_every_variant_before_training(study):
     """A bad later variant stops the study before the first variant trains (hours on the cpu profile)."""
     profile_refine = [{"steps": 400}]
