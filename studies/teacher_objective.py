@@ -71,18 +71,23 @@ STARTS = ("truth", "teacher", "ncc")
 
 
 class WithExtraSmoothness:
-    """``loss`` plus a second smoothness term: the same loss settings with the similarity and
-    incompressibility weights at 0 and ``weight`` / ``lag`` as its smoothness weight and lag. Returns
-    ``loss``'s named terms with ``total`` and ``smooth`` including the extra term."""
+    """``loss`` plus a second smoothness term: the same loss settings with the similarity,
+    incompressibility and Poisson weights at 0 and ``weight`` / ``lag`` as its smoothness weight and lag.
+    Returns ``loss``'s named terms in their own units (``total`` = sum of each term times its weight in
+    ``loss``): ``total`` gains the extra term and ``smooth`` gains it divided by ``loss``'s smoothness
+    weight, so that identity still holds."""
 
     def __init__(self, loss: UnsupervisedLoss, weight: float, lag: Any) -> None:
+        if loss.config.smooth_weight <= 0:
+            raise ValueError("the objective's own smoothness weight must be > 0 to add a second smoothness term")
         settings = {**loss.config.to_dict(), "similarity_weight": 0.0, "incompressibility_weight": 0.0,
                     "poisson_weight": 0.0, "smooth_weight": weight, "smooth_lag": lag}
         self.loss, self.extra = loss, UnsupervisedLoss(UnsupervisedLossConfig.from_dict(settings))
 
     def __call__(self, pre: torch.Tensor, post: torch.Tensor, outputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         terms, extra = self.loss(pre, post, outputs), self.extra(pre, post, outputs)
-        return {**terms, "total": terms["total"] + extra["total"], "smooth": terms["smooth"] + extra["total"]}
+        return {**terms, "total": terms["total"] + extra["total"],
+                "smooth": terms["smooth"] + extra["total"] / self.loss.config.smooth_weight}
 
 
 def parse_extra_smoothness(text: str) -> dict[str, Any]:

@@ -570,8 +570,8 @@ def test_objective_study_audits_other_loss_settings_from_the_truth(objective_stu
 
 
 def test_objective_study_adds_a_second_smoothness_term(objective_study, smoke_teacher, data_root, tmp_path):
-    """--extra-smoothness adds its term to the objective's total and smoothness (the other terms
-    unchanged) and is recorded; a spec without exactly weight and lag, or a bad lag, stops the study."""
+    """--extra-smoothness adds its term to the objective's total and smoothness (smoothness in the
+    objective's own units, the other terms unchanged) and is recorded; a spec without exactly weight and lag, or a bad lag, stops the study."""
     common = ["--profile", "smoke", "--data-dir", str(data_root), "--pairs", "0", "--starts", "truth",
               "--polish-steps", "0"]
     plain = objective_study.main([*common, "--out", str(tmp_path / "a.json")])
@@ -581,7 +581,8 @@ def test_objective_study_adds_a_second_smoothness_term(objective_study, smoke_te
     assert plain["settings"]["extra_smoothness"] is None
     a, b = plain["pairs"][0]["objective"]["truth"], extra["pairs"][0]["objective"]["truth"]
     added = b["total"] - a["total"]
-    assert added > 0 and b["smooth"] - a["smooth"] == pytest.approx(added, rel=1e-4)
+    own_weight = extra["settings"]["loss"]["smooth_weight"]  # smooth stays in the objective's units
+    assert added > 0 and (b["smooth"] - a["smooth"]) * own_weight == pytest.approx(added, rel=1e-4)
     assert b["similarity"] == a["similarity"] and b["incompressibility"] == a["incompressibility"]
     for bad in ('{"weight": 1}', '{"weight": 1, "lag": [2, 2], "x": 0}', '{"weight": 1, "lag": [0, 2]}'):
         with pytest.raises(SystemExit):

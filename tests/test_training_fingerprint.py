@@ -39,6 +39,7 @@ from cdpkd.recipes import (
     ensure_cdp_kdnet,
     ensure_unsupervised_model,
 )
+from cdpkd.runtime import numerics
 from cdpkd.sim import ImagingConfig, SimulationConfig
 from cdpkd.sim.dataset import write_dataset
 
@@ -49,7 +50,7 @@ CROP = (128, 32)
 
 def platform_key() -> str:
     """What bit-equality of CPU training depends on besides the code (one thread)."""
-    return f"torch {torch.__version__} | numpy {np.__version__} | {torch.backends.cpu.get_cpu_capability()} | 1 thread"
+    return f"torch {torch.__version__} | numpy {np.__version__} | {numerics()['cpu_capability']} | 1 thread"
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor] | dict[str, np.ndarray]) -> str:
@@ -93,10 +94,13 @@ def fingerprints(tmp_path_factory) -> dict[str, str]:
                               batch_size=2, warmup_steps=1, val_pairs=0, seed=0, prune_end=0.5, prune_every=1,
                               finetune_steps=1, curriculum=True, start_fraction=0.5, end_step_fraction=0.5)
         student_dir = ensure_cdp_kdnet(root, student, teacher_dir, train_set)
-        return {"dataset": _dataset_digest(train_set), "teacher": _model_digest(teacher_dir),
-                "cdp_kdnet": _model_digest(student_dir)}
+        digests = {"dataset": _dataset_digest(train_set), "teacher": _model_digest(teacher_dir),
+                   "cdp_kdnet": _model_digest(student_dir)}
     finally:
         torch.set_num_threads(threads)
+    if os.environ.get(RECORD_ENV) == "1":
+        write_json(RECORD, dict(sorted({**_recorded(), platform_key(): digests}.items())))
+    return digests
 
 
 def _recorded() -> dict[str, dict[str, str]]:
@@ -107,9 +111,6 @@ def _recorded() -> dict[str, dict[str, str]]:
 def test_training_numerics_match_the_record(fingerprints, artifact):
     key = platform_key()
     records = _recorded()
-    if os.environ.get(RECORD_ENV) == "1":
-        records[key] = fingerprints
-        write_json(RECORD, dict(sorted(records.items())))
     if key not in records:
         pytest.skip(f"no training fingerprint recorded for this platform ({key}); "
                     f"record one with {RECORD_ENV}=1 python -m pytest tests/{Path(__file__).name}")
