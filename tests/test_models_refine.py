@@ -5,10 +5,10 @@ import torch
 
 from cdpkd.classic.interp import spline_warp
 from cdpkd.classic.ncc_volume import ncc_volume
+from cdpkd.classic.subsample import peak_features
 from cdpkd.compress.channels import ChannelMap
 from cdpkd.compress.surgery import hard_prune
 from cdpkd.models import build_model, count_parameters, get_config
-from cdpkd.models.refine import peak_features
 from cdpkd.ops import warp
 
 HEAD = (8, 8, 4)

@@ -16,6 +16,9 @@ with ``c0`` the largest, each estimator returns the fractional offset
   envelope); on a wide smooth (lateral) peak it behaves like the parabola.
 - ``none``: integer lag only.
 
+:func:`peak_features` locates the best offset of a whole NCC volume this way (cosine axially,
+parabola laterally), as NCC block matching does.
+
 All functions take torch tensors of equal shape and are elementwise, so they
 run on the cost volume's device.
 """
@@ -73,3 +76,36 @@ def peak_offset(
 ) -> torch.Tensor:
     """Fractional peak offset by ``method`` (see the module docstring); elementwise."""
     return get_estimator(method)(c_minus, c0, c_plus)
+
+
+def peak_features(cost: torch.Tensor, radius: tuple[int, int]) -> torch.Tensor:
+    """The best offset of an NCC volume, to sub-sample precision, and its NCC.
+
+    Args:
+        cost: N x D x H x W NCC volume of :func:`~cdpkd.classic.ncc_volume.ncc_volume` with
+            D = (2 ra + 1)(2 rl + 1), offsets ordered axial-major (axial -ra..ra, lateral -rl..rl).
+        radius: (ra, rl), axial samples and lateral lines.
+
+    Returns:
+        N x 3 x H x W: the peak's axial offset (samples; integer argmax plus the cosine fit through
+        its axial neighbours, as NCC block matching's RF refinement), its lateral offset (lines; the
+        parabola through its lateral neighbours) and the NCC at the integer peak. A peak on the edge
+        of the search box has no neighbour on one side: its fractional part is 0 on that axis. A
+        flat window (NCC -1 at every offset) reports the box's first offset (-ra, -rl) with NCC -1.
+    """
+    ra, rl = radius
+    na, nl = 2 * ra + 1, 2 * rl + 1
+    if cost.shape[1] != na * nl:
+        raise ValueError(f"peak_features: a volume of radius {radius} has {na * nl} channels, got {cost.shape[1]}")
+    peak, index = cost.max(dim=1, keepdim=True)
+    ia, il = torch.div(index, nl, rounding_mode="floor"), index % nl
+
+    def at(da: int, dl: int) -> torch.Tensor:  # the volume at the peak's neighbour, clamped into the box
+        a, lat = (ia + da).clamp(0, na - 1), (il + dl).clamp(0, nl - 1)
+        return cost.gather(1, a * nl + lat)
+
+    inside_a = (ia > 0) & (ia < na - 1)
+    inside_l = (il > 0) & (il < nl - 1)
+    frac_a = torch.where(inside_a, cosine_offset(at(-1, 0), peak, at(1, 0)), torch.zeros_like(peak))
+    frac_l = torch.where(inside_l, parabolic_offset(at(0, -1), peak, at(0, 1)), torch.zeros_like(peak))
+    return torch.cat(((ia - ra).to(cost.dtype) + frac_a, (il - rl).to(cost.dtype) + frac_l, peak), dim=1)

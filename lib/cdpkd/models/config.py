@@ -138,7 +138,7 @@ class PWCConfig:
         refine_window: its odd NCC window (axial samples, lateral lines).
         refine_peak: also give the head the NCC volume's peak located to a sub-sample offset as
             NCC block matching locates it (cosine fit axially, parabola laterally) and the peak's
-            NCC value (3 more input channels, :func:`~cdpkd.models.refine.peak_features`).
+            NCC value (3 more input channels, :func:`~cdpkd.classic.subsample.peak_features`).
         refine_interp: how the head warps the RF post frame: "bilinear" (``cdpkd.ops.warp``) or
             "spline" (cubic B-spline, ``cdpkd.classic.interp.spline_warp``, as NCC block matching
             warps RF: linear interpolation of an ~8-samples-per-period carrier shifts its phase by

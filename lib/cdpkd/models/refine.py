@@ -9,7 +9,7 @@ every integer offset of a small search box (``cdpkd.classic.ncc_volume``, built 
 op), and a dense conv stack turns [NCC volume, finest pyramid features of the pre frame, current
 displacement] into a residual. Enabled by ``PWCConfig.refine_widths``; with ``refine_peak`` the
 head also sees the volume's peak located to a sub-sample offset as NCC block matching locates it
-(:func:`peak_features`), which a small conv stack cannot easily compute from the volume itself (a
+(:func:`cdpkd.classic.subsample.peak_features`), which a small conv stack cannot easily compute from the volume itself (a
 ratio of differences around an argmax). ``refine_interp="spline"`` warps the RF post frame with a
 cubic B-spline instead of bilinearly (:func:`cdpkd.classic.interp.warp_rf`).
 """
@@ -23,42 +23,9 @@ from torch import nn
 
 from cdpkd.classic.interp import RF_INTERPOLATIONS, warp_rf
 from cdpkd.classic.ncc_volume import ncc_volume
-from cdpkd.classic.subsample import cosine_offset, parabolic_offset
+from cdpkd.classic.subsample import peak_features
 
 from .blocks import conv3x3, full_precision, make_stack, run_stack, small_init_
-
-
-def peak_features(cost: torch.Tensor, radius: tuple[int, int]) -> torch.Tensor:
-    """The best offset of an NCC volume, to sub-sample precision, and its NCC.
-
-    Args:
-        cost: N x D x H x W NCC volume of :func:`~cdpkd.classic.ncc_volume.ncc_volume` with
-            D = (2 ra + 1)(2 rl + 1), offsets ordered axial-major (axial -ra..ra, lateral -rl..rl).
-        radius: (ra, rl), axial samples and lateral lines.
-
-    Returns:
-        N x 3 x H x W: the peak's axial offset (samples; integer argmax plus the cosine fit through
-        its axial neighbours, as NCC block matching's RF refinement), its lateral offset (lines; the
-        parabola through its lateral neighbours) and the NCC at the integer peak. A peak on the edge
-        of the search box has no neighbour on one side: its fractional part is 0 on that axis. A
-        flat window (NCC -1 at every offset) reports the box's first offset (-ra, -rl) with NCC -1.
-    """
-    ra, rl = radius
-    na, nl = 2 * ra + 1, 2 * rl + 1
-    if cost.shape[1] != na * nl:
-        raise ValueError(f"peak_features: a volume of radius {radius} has {na * nl} channels, got {cost.shape[1]}")
-    peak, index = cost.max(dim=1, keepdim=True)
-    ia, il = torch.div(index, nl, rounding_mode="floor"), index % nl
-
-    def at(da: int, dl: int) -> torch.Tensor:  # the volume at the peak's neighbour, clamped into the box
-        a, lat = (ia + da).clamp(0, na - 1), (il + dl).clamp(0, nl - 1)
-        return cost.gather(1, a * nl + lat)
-
-    inside_a = (ia > 0) & (ia < na - 1)
-    inside_l = (il > 0) & (il < nl - 1)
-    frac_a = torch.where(inside_a, cosine_offset(at(-1, 0), peak, at(1, 0)), torch.zeros_like(peak))
-    frac_l = torch.where(inside_l, parabolic_offset(at(0, -1), peak, at(0, 1)), torch.zeros_like(peak))
-    return torch.cat(((ia - ra).to(cost.dtype) + frac_a, (il - rl).to(cost.dtype) + frac_l, peak), dim=1)
 
 
 class NCCRefinement(nn.Module):
@@ -70,7 +37,7 @@ class NCCRefinement(nn.Module):
         features: N x C x H x W pre-frame features at full resolution (the pyramid's level 0).
 
     The cost volume has D = (2 ra + 1)(2 rl + 1) channels in [-1, 1] (-1 where a window is flat or
-    leaves the frame); with ``peak`` the head also sees :func:`peak_features` of it (3 channels).
+    leaves the frame); with ``peak`` the head also sees :func:`~cdpkd.classic.subsample.peak_features` of it (3 channels).
     It is computed without gradient (``ncc_volume`` works in place): the head's weights and,
     through the ``disp`` input and the residual sum, the network before it still train.
     The prediction conv starts near zero (:func:`~cdpkd.models.blocks.small_init_`), so a head added

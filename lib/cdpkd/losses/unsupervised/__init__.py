@@ -11,6 +11,8 @@ docstring; all differentiable, computed in float32 with autocast disabled
 - :func:`incompressibility` (incompressibility.py): mean |eps_ax + eps_lat|.
 - :func:`poisson_bound` (poisson.py): optional hinge on the effective
   Poisson's ratio -eps_lat / eps_ax.
+- :func:`block_matching_consistency` (block_matching.py): optional; pulls each pixel's
+  displacement toward the sub-sample peak of the windowed NCC around it (block matching's answer).
 - :class:`UnsupervisedLoss` / :class:`UnsupervisedLossConfig` (combined.py):
   all terms at every pyramid output with level weights; returns a dict of
   named terms plus ``"total"``.
@@ -20,6 +22,7 @@ lateral (lines); displacement N x 2 x H x W in samples / lines, channel 0
 axial; strain dimensionless, compression negative.
 """
 
+from .block_matching import block_matching_consistency
 from .combined import COARSE_MODES, TERMS, UnsupervisedLoss, UnsupervisedLossConfig
 from .incompressibility import incompressibility
 from .poisson import poisson_bound, ratio_bounds
@@ -31,6 +34,7 @@ __all__ = [
     "TERMS",
     "UnsupervisedLoss",
     "UnsupervisedLossConfig",
+    "block_matching_consistency",
     "box_ncc",
     "envelope",
     "in_frame_mask",

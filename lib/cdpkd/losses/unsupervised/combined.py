@@ -65,6 +65,7 @@ from ._common import (
     scaled_window,
 )
 from ._strain import strain_pair
+from .block_matching import block_matching_consistency
 from .incompressibility import incompressibility_from_strains
 from .poisson import POISSON_MODELS, poisson_from_strains, ratio_bounds
 from .similarity import envelope, similarity_ncc
@@ -110,6 +111,10 @@ class UnsupervisedLossConfig:
         interpolation: how the full-resolution similarity warps the post frame, "bilinear" or
             "spline" (cubic B-spline; see :func:`~cdpkd.losses.unsupervised.similarity_ncc`).
             Coarse envelope levels are smooth and always warp bilinearly.
+        block_matching_weight, block_matching_window, block_matching_radius: the optional
+            block-matching consistency of the final displacement
+            (:func:`~cdpkd.losses.unsupervised.block_matching_consistency`, samples^2): computed,
+            reported as ``"block_matching"`` and added to ``total`` only when its weight is > 0.
     """
 
     similarity_weight: float = 1.0
@@ -136,6 +141,9 @@ class UnsupervisedLossConfig:
     coarse_mode: str = "envelope"
     regularize_levels: bool = True
     interpolation: str = "bilinear"
+    block_matching_weight: float = 0.0
+    block_matching_window: tuple[int, int] = (41, 9)
+    block_matching_radius: tuple[int, int] = (3, 1)
 
     def __post_init__(self) -> None:
         fn = "UnsupervisedLossConfig"
@@ -145,6 +153,7 @@ class UnsupervisedLossConfig:
             "incompressibility_weight",
             "poisson_weight",
             "final_weight",
+            "block_matching_weight",
         ):
             check_positive(getattr(self, name), fn, name, allow_zero=True)
         for name in ("ncc_eps", "smooth_eps", "incompressibility_eps", "min_axial_strain"):
@@ -162,6 +171,8 @@ class UnsupervisedLossConfig:
             "strain_window": pair_of_ints(self.strain_window, fn, "strain_window", odd=True, minimum=3),
             "smooth_order": orders,
             "smooth_lag": pair_of_ints(self.smooth_lag, fn, "smooth_lag"),
+            "block_matching_window": pair_of_ints(self.block_matching_window, fn, "block_matching_window", odd=True),
+            "block_matching_radius": pair_of_ints(self.block_matching_radius, fn, "block_matching_radius"),
         }
         for name, pair in pairs.items():
             object.__setattr__(self, name, pair)  # frozen dataclass: normalised once, here
@@ -222,8 +233,9 @@ class UnsupervisedLoss(nn.Module):
     ``"similarity"``, ``"smooth"``, ``"incompressibility"``, ``"poisson"``
     (level-weighted means over the scales), ``"similarity_final"`` and
     ``"similarity_l<k>"`` per pyramid level (k = index in
-    ``outputs["levels"]``, 0 = coarsest), and ``"total"`` = sum of term
-    weight x term (what to backpropagate). Units: all terms dimensionless.
+    ``outputs["levels"]``, 0 = coarsest), ``"block_matching"`` (samples^2, final displacement
+    only) when its weight is > 0, and ``"total"`` = sum of term weight x term (what to
+    backpropagate). Units: the other terms are dimensionless.
 
     Args:
         config: an :class:`UnsupervisedLossConfig` (default settings if None).
@@ -401,6 +413,13 @@ class UnsupervisedLoss(nn.Module):
                 value = sum((wt * v for wt, v in parts), zero) / weight_sum if weight_sum > 0 else zero
                 result[term] = value
                 total = total + getattr(cfg, f"{term}_weight") * value
+            if cfg.block_matching_weight > 0:
+                bm = block_matching_consistency(
+                    pre_[:, :1], post_[:, :1], scales[0].disp, cfg.block_matching_window,
+                    cfg.block_matching_radius, interpolation="spline",
+                )
+                result["block_matching"] = bm
+                total = total + cfg.block_matching_weight * bm
             result["total"] = total
         return result
 
