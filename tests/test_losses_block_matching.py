@@ -96,3 +96,21 @@ def test_bad_inputs_fail_clearly(pair):
         block_matching_consistency(pre, post, _uniform(0.0), interpolation="nearest")
     with pytest.raises(ValueError, match="radius"):
         block_matching_consistency(pre, post, _uniform(0.0), radius=(0, 1))
+
+
+def test_a_smoothed_guide_penalises_jitter_below_the_window(pair):
+    """Warped by the field itself, the peak offset o is a window mean and the target d + o keeps the
+    field's sub-window jitter; warped by the field's box mean g, the target g + o is the window's
+    answer, so each pixel pays its own error."""
+    pre, post = pair
+    disp = _uniform(SHIFT).detach()
+    disp[:, 0, ::2] += 0.2  # rows alternate truth + 0.2 / truth: window mean error +0.1
+    raw = block_matching_consistency(pre, post, disp).item()
+    smoothed = block_matching_consistency(pre, post, disp, guide_smoothing=(61, 9)).item()
+    # (window mean error)^2 and the mean of the pixels' squared errors, each + a lateral part
+    assert 0.1**2 * 0.9 < raw < 0.1**2 + 0.008
+    assert (0.2**2 + 0) / 2 * 0.9 < smoothed < (0.2**2 + 0) / 2 + 0.01
+    assert smoothed > 1.3 * raw
+    uniform = _uniform(SHIFT + 0.3)
+    assert block_matching_consistency(pre, post, uniform, guide_smoothing=(61, 9)).item() == pytest.approx(
+        block_matching_consistency(pre, post, uniform).item(), rel=1e-4)

@@ -11,13 +11,21 @@ of the pre and warped post windows is computed at every integer offset of a smal
 (:func:`~cdpkd.classic.ncc_volume.ncc_volume`), its peak is located to a sub-sample offset o
 (:func:`~cdpkd.classic.subsample.peak_features`: cosine fit axially, parabola laterally) and d is
 pulled toward d + o. Its gradient is -2 w o per pixel: it vanishes where d is at its own windows'
-NCC peaks, i.e. at NCC block matching's answer with d itself as the guide. Nothing here is a
-ground truth: the target comes from the pair alone, recomputed at every step.
+NCC peaks, i.e. at NCC block matching's answer with d itself as the guide.
+
+With ``guide_smoothing`` the post frame is warped by a box mean g of d instead, and d is pulled
+toward g + o, as NCC block matching's last pass warps by a smoothed estimate and adds the raw
+window residual. Why: o is a window-level quantity, so d + o keeps whatever jitter d has at scales
+below the window, which is most of a network's strain error (a pass around the cpu teacher's own
+field improves its strain RMSE by ~5 %; around its 61 x 9 box mean by ~3x: studies/README.md,
+"Block-matching consistency"). Then the term also penalises d - g, the field's sub-window jitter.
+Nothing here is a ground truth: the target comes from the pair alone, recomputed at every step.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from cdpkd.classic.interp import RF_INTERPOLATIONS, warp_rf
 from cdpkd.classic.ncc_volume import ncc_volume
@@ -34,6 +42,7 @@ def block_matching_consistency(
     radius: tuple[int, int] = (3, 1),
     *,
     interpolation: str = "spline",
+    guide_smoothing: tuple[int, int] = (1, 1),
 ) -> torch.Tensor:
     """Confidence-weighted mean squared distance between ``disp`` and the NCC peak around it.
 
@@ -46,6 +55,9 @@ def block_matching_consistency(
             period (4 samples at 8 samples per period) so RF side lobes cannot win.
         interpolation: how the post frame is warped, "spline" (as NCC block matching warps RF) or
             "bilinear".
+        guide_smoothing: odd (samples, lines) box whose mean of ``disp`` (edge values replicated)
+            is the guide the post frame is warped by and the target is measured from; (1, 1): the
+            field itself.
 
     Returns:
         0-d tensor in samples^2 (axial offset^2 + lateral offset^2 in lines^2): the mean of
@@ -60,6 +72,7 @@ def block_matching_consistency(
     wy, wx = pair_of_ints(window, fn, "window", odd=True)
     ra, rl = pair_of_ints(radius, fn, "radius", minimum=1)
     check_choice(interpolation, RF_INTERPOLATIONS, fn, "interpolation")
+    gy, gx = pair_of_ints(guide_smoothing, fn, "guide_smoothing", odd=True)
     n, c, h, w = pre.shape
     if c != 1 or post.shape != pre.shape or disp.shape != (n, 2, h, w):
         raise ValueError(
@@ -71,7 +84,11 @@ def block_matching_consistency(
     with full_precision(pre.device):
         disp32 = disp.float()
         with torch.no_grad():
-            warped = warp_rf(post.float(), disp32.detach(), interpolation)
+            guide = disp32.detach()
+            if (gy, gx) != (1, 1):
+                padded = F.pad(guide, (gx // 2, gx // 2, gy // 2, gy // 2), mode="replicate")
+                guide = F.avg_pool2d(padded, (gy, gx), stride=1)
+            warped = warp_rf(post.float(), guide, interpolation)
             peak = peak_features(ncc_volume(pre.float(), warped, (wy, wx), (ra, rl)), (ra, rl))
             offset, ncc = peak[:, :2], peak[:, 2:]
             weight = ncc.clamp_min(0.0).square()
@@ -80,7 +97,7 @@ def block_matching_consistency(
             by, bx = wy // 2 + ra, wx // 2 + rl  # windows wholly inside the frame at every offset
             inside[..., by : h - by, bx : w - bx] = 1.0
             weight = weight * inside
-            target = disp32.detach() + offset
+            target = guide + offset
         squared = (disp32 - target).square().sum(dim=1, keepdim=True)
         return (weight * squared).sum() / weight.sum().clamp_min(1e-12)
 

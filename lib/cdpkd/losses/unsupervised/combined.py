@@ -111,7 +111,8 @@ class UnsupervisedLossConfig:
         interpolation: how the full-resolution similarity warps the post frame, "bilinear" or
             "spline" (cubic B-spline; see :func:`~cdpkd.losses.unsupervised.similarity_ncc`).
             Coarse envelope levels are smooth and always warp bilinearly.
-        block_matching_weight, block_matching_window, block_matching_radius: the optional
+        block_matching_weight, block_matching_window, block_matching_radius,
+        block_matching_guide_smoothing: the optional
             block-matching consistency of the final displacement
             (:func:`~cdpkd.losses.unsupervised.block_matching_consistency`, samples^2): computed,
             reported as ``"block_matching"`` and added to ``total`` only when its weight is > 0.
@@ -144,6 +145,7 @@ class UnsupervisedLossConfig:
     block_matching_weight: float = 0.0
     block_matching_window: tuple[int, int] = (41, 9)
     block_matching_radius: tuple[int, int] = (3, 1)
+    block_matching_guide_smoothing: tuple[int, int] = (1, 1)
 
     def __post_init__(self) -> None:
         fn = "UnsupervisedLossConfig"
@@ -173,6 +175,9 @@ class UnsupervisedLossConfig:
             "smooth_lag": pair_of_ints(self.smooth_lag, fn, "smooth_lag"),
             "block_matching_window": pair_of_ints(self.block_matching_window, fn, "block_matching_window", odd=True),
             "block_matching_radius": pair_of_ints(self.block_matching_radius, fn, "block_matching_radius"),
+            "block_matching_guide_smoothing": pair_of_ints(
+                self.block_matching_guide_smoothing, fn, "block_matching_guide_smoothing", odd=True
+            ),
         }
         for name, pair in pairs.items():
             object.__setattr__(self, name, pair)  # frozen dataclass: normalised once, here
@@ -417,6 +422,7 @@ class UnsupervisedLoss(nn.Module):
                 bm = block_matching_consistency(
                     pre_[:, :1], post_[:, :1], scales[0].disp, cfg.block_matching_window,
                     cfg.block_matching_radius, interpolation="spline",
+                    guide_smoothing=cfg.block_matching_guide_smoothing,
                 )
                 result["block_matching"] = bm
                 total = total + cfg.block_matching_weight * bm
