@@ -18,7 +18,10 @@ one forward on the whole frame (mode ``whole``: no tiles; the guided tiles' firs
 ``--strips`` also scores guided tiles whose coarse pass runs on full-depth strips of the tile's width
 instead of the whole frame (modes named ``guided-strips`` ...; ``network_estimator(guide_pass="strips")``).
 ``--tile S L`` tiles at another size than the notebooks' (networks trained on other
-crops). ``--bf16`` also scores every mode under bf16 autocast on the evaluation device (modes named
+crops). ``--ncc-seeded`` also scores NCC block matching seeded by each mode's estimate (modes named
+``guided+ncc`` ...: ``ncc_block_matching(prior=...)``, its full-resolution passes from the estimate's
+box mean instead of its own coarse levels) and NCC block matching itself (mode ``ncc``, notebook 01's):
+how much of the gap to NCC is the network's coarse estimate and how much its sub-window jitter. ``--bf16`` also scores every mode under bf16 autocast on the evaluation device (modes named
 ``guided+bf16`` ...): what the faster precision costs in strain quality (the notebooks run fp32).
 
 Writes ``studies/results/guided_tiles_<profile>.json`` (provenance, per network and mode the mean
@@ -33,6 +36,7 @@ import sys
 from typing import Any
 
 from cdpkd.atomic import write_text
+from cdpkd.classic import ncc_block_matching
 from cdpkd.efficiency import bf16_autocast
 from cdpkd.estimators import default_device, network_estimator
 from cdpkd.evaluation import evaluate_estimators, per_pair_table
@@ -54,6 +58,11 @@ from _study import (
 NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
 
 
+def seeded_ncc(estimate):
+    """NCC block matching (notebook 01's settings) seeded by ``estimate(pre, post)``."""
+    return lambda pre, post: ncc_block_matching(pre, post, prior=estimate(pre, post))
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = study_parser(__doc__, "guided_tiles")
     add_artifact_argument(parser, repeatable=True)
@@ -63,6 +72,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--strips", action="store_true",
                         help="also score guided tiles with the coarse pass on strips of the tile's width")
     parser.add_argument("--bf16", action="store_true", help="also score every mode under bf16 autocast")
+    parser.add_argument("--ncc-seeded", action="store_true",
+                        help="also score NCC block matching seeded by each mode's estimate, and NCC itself")
     add_tile_argument(parser)
     args = parser.parse_args(argv)
     bad = [o for o in args.overlap or [] if not 0.0 <= o < 1.0]
@@ -100,6 +111,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             estimators["whole"] = network_estimator(model, device, tile=None)
         if args.bf16:
             estimators.update({f"{mode}+bf16": bf16_autocast(fn, device) for mode, fn in list(estimators.items())})
+        if args.ncc_seeded:
+            estimators.update({f"{mode}+ncc": seeded_ncc(fn) for mode, fn in list(estimators.items())})
+            estimators["ncc"] = ncc_block_matching
         evaluation = evaluate_estimators(estimators, paths["test"], strain_window=p["strain_window"],
                                          border=(p["border_samples"], p["border_lines"]))
         per_pair = per_pair_table(evaluation, paths["test"])

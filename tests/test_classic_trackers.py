@@ -236,3 +236,25 @@ def test_glue_bad_parameters(translation):
         glue(pre[:8], post[:8], dp_window=9)
     with pytest.raises(ValueError, match="batch"):
         glue(torch.zeros(2, 1, 64, 8) + torch.randn(2, 1, 64, 8), torch.randn(2, 1, 64, 8))
+
+
+def test_ncc_seeded_by_a_prior_removes_its_jitter_and_skips_the_coarse_levels(big_shift, compression):
+    """A prior 20 samples off the origin needs no pyramid; a prior with sub-window jitter (as a
+    network's) comes back as block matching's answer, the jitter gone."""
+    pre, post, truth = big_shift
+    seeded = ncc_block_matching(pre, post, prior=truth + 0.5, levels=1, search=(1, 1))
+    assert np.median(np.abs(seeded[0] - truth[0])[INTERIOR]) < 0.05
+    pre, post, truth = compression
+    rng = np.random.default_rng(0)
+    jitter = np.zeros_like(truth)
+    jitter[0] = np.repeat(rng.normal(0, 0.3, (truth.shape[1] // 8 + 1, truth.shape[2])), 8, axis=0)[: truth.shape[1]]
+    rough = truth + jitter
+    one_pass = ncc_block_matching(pre, post, prior=rough, fine_iterations=1)
+    assert _rms((one_pass - truth)[0][INTERIOR]) < 0.1 * _rms(jitter[0][INTERIOR])
+    refined = ncc_block_matching(pre, post, prior=rough)  # three passes, as the tracker's own
+    plain = ncc_block_matching(pre, post)
+    assert _rms((refined - truth)[0][INTERIOR]) < 1.3 * _rms((plain - truth)[0][INTERIOR])
+    with pytest.raises(ValueError, match="prior must be"):
+        ncc_block_matching(pre, post, prior=truth[:, :-1])
+    with pytest.raises(ValueError, match="NaN"):
+        ncc_block_matching(pre, post, prior=np.full_like(truth, np.nan))

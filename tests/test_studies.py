@@ -741,3 +741,15 @@ def test_strain_scale_study_refuses_a_set_that_is_not_the_scaled_pairs(strain_sc
     with pytest.raises(RuntimeError, match="not the unscaled ones"):
         strain_scale_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "x.json"),
                                  "--artifact", f"teacher/{stages[-1].name}", "--scale", "0.5"])
+
+
+def test_guided_tiles_study_scores_ncc_seeded_by_each_mode(guided_study, smoke_teacher, data_root, tmp_path):
+    p, stages = smoke_teacher
+    result = guided_study.main(["--profile", "smoke", "--data-dir", str(data_root), "--out", str(tmp_path / "s.json"),
+                                "--artifact", f"teacher/{stages[-1].name}", "--ncc-seeded"])
+    (row,) = result["networks"]
+    assert set(row["modes"]) == {"plain", "guided", "plain+ncc", "guided+ncc", "ncc"}
+    for mode in row["modes"].values():
+        assert len(mode["per_pair_strain_rmse"]) == p["n_test"]
+    # seeded by the guided estimate, block matching lands closer to the truth than the network did
+    assert row["modes"]["guided+ncc"]["mean"]["disp_rmse_axial"] < row["modes"]["guided"]["mean"]["disp_rmse_axial"]

@@ -32,6 +32,10 @@ from ``cdpkd.ops.correlation``, Triton on GPU; see ``ncc_volume``):
    separately, by a 3-point ``parabolic`` or ``cosine`` fit (``subsample``);
    a peak on the edge of the search box stays integer.
 
+``prior`` seeds the tracker with another estimate (e.g. a network's): the coarse levels are
+skipped and the full-resolution passes start from the prior's box mean (``guide_smoothing``), so
+the result is block matching's answer around that estimate, without its sub-window jitter.
+
 ``step`` evaluates the full-resolution NCC only on a grid of window centres
 every (sy, sx) pixels; the estimate is interpolated linearly to the full grid.
 Pixels whose windows are flat (no speckle) keep a zero residual.
@@ -188,6 +192,7 @@ def ncc_block_matching(
     coarse_median: int | tuple[int, int] = (5, 3),
     guide_smoothing: int | tuple[int, int] = (61, 9),
     max_volume_elements: int = DEFAULT_MAX_VOLUME_ELEMENTS,
+    prior: ArrayLike | None = None,
     return_result: bool = False,
 ) -> ArrayLike | TrackerResult:
     """Displacement between two RF frames by windowed NCC block matching, coarse to fine.
@@ -223,6 +228,10 @@ def ncc_block_matching(
             applied to the estimate before each further full-resolution pass.
         max_volume_elements: memory bound, floats per cost volume; larger
             frames are processed in axial strips (identical result).
+        prior: optional starting estimate, 2 x H x W (N x 2 x H x W for 4-D input), samples /
+            lines, same convention as the output: the coarse levels (``levels``, ``search``,
+            ``coarse_*``) are skipped, and the first full-resolution pass warps by the prior's
+            ``guide_smoothing`` box mean, as later passes warp by the tracker's own.
         return_result: return a :class:`TrackerResult` (displacement, peak-NCC
             quality map, time, per-level info) instead of the displacement.
 
@@ -254,6 +263,7 @@ def _ncc_block_matching(
     coarse_median: Any,
     guide_smoothing: Any,
     max_volume_elements: int,
+    prior: ArrayLike | None,
     return_result: bool,
 ) -> ArrayLike | TrackerResult:
     t0 = time.perf_counter()
@@ -275,6 +285,16 @@ def _ncc_block_matching(
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             raise ValueError(f"{_OP}: {name} must be an integer >= {lo}, got {value!r}")
     factors = _level_factors(levels, decimation)
+    seed = None
+    if prior is not None:
+        seed = torch.as_tensor(prior).to(device=f1.device, dtype=f1.dtype)
+        seed = seed[None] if seed.ndim == 3 else seed
+        if tuple(seed.shape) != (n, 2, h, w):
+            raise ValueError(f"{_OP}: prior must be 2 x H x W (or N x 2 x H x W) matching the frames ({n}, 2, {h}, {w}), "
+                             f"got {tuple(torch.as_tensor(prior).shape)}")
+        if not torch.isfinite(seed).all():
+            raise ValueError(f"{_OP}: prior contains NaN or Inf")
+        factors = (1,)
     if coarse_window is None:
         coarse_window = (3 * window[0], window[1] + 2)
     coarse_window = pair_of_ints(coarse_window, "coarse_window", _OP, minimum=1)
@@ -291,8 +311,8 @@ def _ncc_block_matching(
     env1 = env2 = None
     if len(factors) > 1:
         env1, env2 = _normalise(envelope(f1)), _normalise(envelope(f2))
-    prior: torch.Tensor | None = None  # full-resolution estimate, samples / lines
-    quality = None
+    prior = seed  # full-resolution estimate, samples / lines (None: the coarse levels find one)
+    quality = None if seed is None else torch.ones_like(seed[:, :1])  # a seed is smoothed uniformly
     info: dict[str, Any] = {"levels": []}
     for factor in factors:
         tl = time.perf_counter()
@@ -309,7 +329,7 @@ def _ncc_block_matching(
         radius = (min(radius[0], a.shape[-2] - 1), min(radius[1], w - 1))
         level_prior = None if prior is None else to_level(prior, factor)
         for it in range(iters):
-            if it > 0:
+            if it > 0 or seed is not None:  # a seed is smoothed before its first pass too
                 # Warp by a smoothed estimate (as PIV's multi-pass predictors): the raw one carries
                 # window-to-window jitter, mostly lateral, that decorrelates the warped frame and
                 # feeds back into the next pass. The residual is then measured relative to this
