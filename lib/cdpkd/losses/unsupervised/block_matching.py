@@ -16,9 +16,10 @@ NCC peaks, i.e. at NCC block matching's answer with d itself as the guide.
 With ``guide_smoothing`` the post frame is warped by a box mean g of d instead, and d is pulled
 toward g + o, as NCC block matching's last pass warps by a smoothed estimate and adds the raw
 window residual. Why: o is a window-level quantity, so d + o keeps whatever jitter d has at scales
-below the window, which is most of a network's strain error (a pass around the cpu teacher's own
-field improves its strain RMSE by ~5 %; around its 61 x 9 box mean by ~3x: studies/README.md,
-"Block-matching consistency"). Then the term also penalises d - g, the field's sub-window jitter.
+below the window, which is most of a network's strain error; with g + o the term also charges d - g,
+the field's sub-window jitter (on the cpu teacher one 400-step stage with the term measured around
+the field did not improve the strain, measured around its 61 x 9 box mean it improved every test
+pair: studies/README.md, "Block-matching consistency").
 Nothing here is a ground truth: the target comes from the pair alone, recomputed at every step.
 """
 

@@ -114,8 +114,9 @@ class UnsupervisedLossConfig:
         block_matching_weight, block_matching_window, block_matching_radius,
         block_matching_guide_smoothing: the optional
             block-matching consistency of the final displacement
-            (:func:`~cdpkd.losses.unsupervised.block_matching_consistency`, samples^2): computed,
-            reported as ``"block_matching"`` and added to ``total`` only when its weight is > 0.
+            (:func:`~cdpkd.losses.unsupervised.block_matching_consistency`, samples^2, the post frame
+            warped by cubic B-spline as NCC block matching warps RF): computed, reported as
+            ``"block_matching"`` and added to ``total`` only when its weight is > 0.
     """
 
     similarity_weight: float = 1.0
