@@ -13,6 +13,19 @@ import pytest
 os.environ.setdefault("CDPKD_PROGRESS", "0")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a whole test module (``pytestmark = pytest.mark.usefixtures(
+    "one_torch_thread")``): for tiny tensors, OpenMP thread hand-offs on a busy 2-core runner cost
+    more (~20 ms per op) than the maths."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def small_config():
     """A tiny but physical simulation config (256 x 32 grid, 3 inclusions max)."""

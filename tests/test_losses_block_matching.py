@@ -13,12 +13,7 @@ from cdpkd.losses.unsupervised import TERMS, block_matching_consistency
 SHIFT = 2.37  # samples: integer and sub-sample parts both matter
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors (conftest.py)
 
 
 @pytest.fixture(scope="module")

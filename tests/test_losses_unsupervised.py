@@ -23,14 +23,7 @@ from cdpkd.metrics import local_ncc
 from cdpkd.sim import ImagingConfig, Scatterers, simulate_rf
 from cdpkd.sim.rf_convolution import scatterer_margins_m
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: on a busy 2-core runner OpenMP thread hand-offs cost ~20 ms per op."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors (conftest.py)
 
 
 def _noise(*shape, seed=0, dtype=torch.float32):

@@ -12,14 +12,7 @@ from test_losses_unsupervised import rf_pair
 from cdpkd.losses import UnsupervisedLoss, UnsupervisedLossConfig
 from cdpkd.losses.unsupervised import TERMS, envelope, similarity_ncc
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: on a busy 2-core runner OpenMP thread hand-offs cost ~20 ms per op."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors (conftest.py)
 
 
 def fake_outputs(n, h, w, strides=(8, 4, 2, 1), axial=0.0, seed=0, requires_grad=True):
