@@ -21,7 +21,8 @@ instead of the whole frame (modes named ``guided-strips`` ...; ``network_estimat
 crops). ``--ncc-seeded`` also scores NCC block matching seeded by each mode's estimate (modes named
 ``guided+ncc`` ...: ``ncc_block_matching(prior=...)``, its full-resolution passes from the estimate's
 box mean instead of its own coarse levels) and NCC block matching itself (mode ``ncc``, notebook 01's):
-how much of the gap to NCC is the network's coarse estimate and how much its sub-window jitter. ``--bf16`` also scores every mode under bf16 autocast on the evaluation device (modes named
+how much of the gap to NCC is the network's coarse estimate and how much its sub-window jitter.
+``--bf16`` also scores every mode under bf16 autocast on the evaluation device (modes named
 ``guided+bf16`` ...): what the faster precision costs in strain quality (the notebooks run fp32).
 
 Writes ``studies/results/guided_tiles_<profile>.json`` (provenance, per network and mode the mean
@@ -59,7 +60,9 @@ NOTEBOOK = NOTEBOOK_DIR / "01_teacher.ipynb"
 
 
 def seeded_ncc(estimate):
-    """NCC block matching (notebook 01's settings) seeded by ``estimate(pre, post)``."""
+    """NCC block matching (notebook 01's settings) seeded by ``estimate(pre, post)``. The network runs
+    again inside it, not reused from its own mode, so the seeded mode's time per frame is the whole
+    hybrid's."""
     return lambda pre, post: ncc_block_matching(pre, post, prior=estimate(pre, post))
 
 

@@ -161,6 +161,21 @@ def _level_factors(levels: Any, decimation: int) -> tuple[int, ...]:
     return tuple(decimation**k for k in reversed(range(levels)))
 
 
+def _seed(prior: ArrayLike, like: torch.Tensor) -> torch.Tensor:
+    """``prior`` (2 x H x W or N x 2 x H x W) as an N x 2 x H x W tensor on ``like``'s device and dtype,
+    checked against the frames ``like`` (N x 1 x H x W)."""
+    seed = torch.as_tensor(prior).to(device=like.device, dtype=like.dtype)
+    given = tuple(seed.shape)
+    seed = seed[None] if seed.ndim == 3 else seed
+    n, _, h, w = like.shape
+    if tuple(seed.shape) != (n, 2, h, w):
+        raise ValueError(f"{_OP}: prior must be 2 x H x W (or N x 2 x H x W) matching the frames ({n}, 2, {h}, {w}), "
+                         f"got {given}")
+    if not torch.isfinite(seed).all():
+        raise ValueError(f"{_OP}: prior contains NaN or Inf")
+    return seed
+
+
 def _compose(prior: torch.Tensor | None, residual: torch.Tensor) -> torch.Tensor:
     """d(p) = r(p) + d0(p + r(p)): the residual found on the frame warped by d0, composed exactly."""
     if prior is None:
@@ -285,16 +300,9 @@ def _ncc_block_matching(
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             raise ValueError(f"{_OP}: {name} must be an integer >= {lo}, got {value!r}")
     factors = _level_factors(levels, decimation)
-    seed = None
-    if prior is not None:
-        seed = torch.as_tensor(prior).to(device=f1.device, dtype=f1.dtype)
-        seed = seed[None] if seed.ndim == 3 else seed
-        if tuple(seed.shape) != (n, 2, h, w):
-            raise ValueError(f"{_OP}: prior must be 2 x H x W (or N x 2 x H x W) matching the frames ({n}, 2, {h}, {w}), "
-                             f"got {tuple(torch.as_tensor(prior).shape)}")
-        if not torch.isfinite(seed).all():
-            raise ValueError(f"{_OP}: prior contains NaN or Inf")
-        factors = (1,)
+    seed = None if prior is None else _seed(prior, f1)
+    if seed is not None:
+        factors = (1,)  # a seed replaces the coarse levels
     if coarse_window is None:
         coarse_window = (3 * window[0], window[1] + 2)
     coarse_window = pair_of_ints(coarse_window, "coarse_window", _OP, minimum=1)
