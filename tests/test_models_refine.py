@@ -153,5 +153,24 @@ def test_peak_features_at_the_edge_of_the_search_box_keep_the_integer_offset():
     assert torch.equal(features[0], torch.full_like(features[0], 3.0))
     flat = peak_features(-torch.ones(1, 21, 8, 8), (3, 1))  # no NCC defined anywhere in the box
     assert torch.equal(flat, torch.tensor([-3.0, -1.0, -1.0]).view(1, 3, 1, 1).expand(1, 3, 8, 8))
+    centred = peak_features(-torch.ones(1, 21, 8, 8), (3, 1), flat="centre")  # block matching's choice
+    assert torch.equal(centred, torch.tensor([0.0, 0.0, -1.0]).view(1, 3, 1, 1).expand(1, 3, 8, 8))
     with pytest.raises(ValueError, match="radius"):
         peak_features(torch.zeros(1, 21, 8, 8), (2, 1))
+    with pytest.raises(ValueError, match="flat"):
+        peak_features(torch.zeros(1, 21, 8, 8), (3, 1), flat="middle")
+
+
+def test_peak_features_use_the_estimators_asked_for():
+    """On RF the parabola is biased toward the integer lag where the cosine fit is not; "none" keeps the
+    integer peak (the estimators themselves: tests/test_classic_parts.py)."""
+    shift = 0.4
+    cost = ncc_volume(*_rf_pair(shift), (15, 3), (3, 1))
+    axial = {m: peak_features(cost, (3, 1), methods=(m, "parabolic"))[0, 0, 32:-32, 2:-2]
+             for m in ("cosine", "parabolic", "none")}
+    assert torch.equal(axial["none"], axial["none"].round()) and (axial["none"] == 0).float().mean() > 0.9
+    bias = {m: (a - shift).median().item() for m, a in axial.items()}
+    assert abs(bias["cosine"]) < 0.003 < abs(bias["parabolic"]), bias  # ~0.001 against ~0.01 sample
+    assert bias["parabolic"] < 0, "the parabola pulls toward the integer lag 0"
+    with pytest.raises(ValueError, match="subsample method"):
+        peak_features(cost, (3, 1), methods=("cubic", "parabolic"))

@@ -70,7 +70,7 @@ from .pyramid import (
     to_level,
     weighted_box_mean,
 )
-from .subsample import METHODS, get_estimator
+from .subsample import METHODS, peak_features
 
 _OP = "ncc_block_matching"
 #: Default memory bound: floats per cost volume per strip (x ~6 live volumes, 4 bytes each).
@@ -111,7 +111,6 @@ def _match(
     rows, cols = centre_grid(h, step[0], f1.device), centre_grid(w, step[1], f1.device)
     disp = f1.new_zeros(n, 2, rows.numel(), cols.numel())
     peak = f1.new_zeros(n, 1, rows.numel(), cols.numel())
-    est_ax, est_lat = get_estimator(methods[0]), get_estimator(methods[1])
     halo = window[0] // 2 + ra
     per_row = n * (2 * ra + 1) * nd_l * w
     rows_per_strip = max(1, max_elements // per_row - 2 * halo)
@@ -121,20 +120,10 @@ def _match(
         crop1 = f1[..., start:stop, :].contiguous()
         crop2 = f2[..., start:stop, :].contiguous()
         vol = ncc_volume(crop1, crop2, window, radius, local_rows, cols)
-        best, k = vol.max(dim=1, keepdim=True)
-        k = torch.where(best > -1.0, k, torch.full_like(k, ra * nd_l + rl))  # all flat: zero residual
-        ky, kx = k // nd_l, k % nd_l
-
-        def at(dy: int, dx: int, ky=ky, kx=kx, vol=vol, best=best) -> torch.Tensor:
-            kk = ((ky + dy).clamp(0, 2 * ra) * nd_l + (kx + dx).clamp(0, 2 * rl)).long()
-            return vol.gather(1, kk)
-
-        # A peak on the search-box edge has no neighbour outside: keep it integer there.
-        off_y = est_ax(at(-1, 0), best, at(1, 0)) * ((ky > 0) & (ky < 2 * ra))
-        off_x = est_lat(at(0, -1), best, at(0, 1)) * ((kx > 0) & (kx < 2 * rl))
-        disp[:, 0:1, out_sl] = (ky - ra).to(f1.dtype) + off_y
-        disp[:, 1:2, out_sl] = (kx - rl).to(f1.dtype) + off_x
-        peak[:, :, out_sl] = best
+        # a flat window (no NCC defined at any offset) keeps a zero residual
+        found = peak_features(vol, radius, methods, flat="centre")
+        disp[:, :, out_sl] = found[:, :2]
+        peak[:, :, out_sl] = found[:, 2:]
     disp = interp_axis(interp_axis(disp, rows, h, -2), cols, w, -1)
     peak = interp_axis(interp_axis(peak, rows, h, -2), cols, w, -1)
     return disp, peak

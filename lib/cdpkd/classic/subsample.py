@@ -16,8 +16,8 @@ with ``c0`` the largest, each estimator returns the fractional offset
   envelope); on a wide smooth (lateral) peak it behaves like the parabola.
 - ``none``: integer lag only.
 
-:func:`peak_features` locates the best offset of a whole NCC volume this way (cosine axially,
-parabola laterally), as NCC block matching does.
+:func:`peak_features` locates the best offset of a whole NCC volume this way (by default cosine
+axially, parabola laterally); NCC block matching and the NCC refinement head both use it.
 
 All functions take torch tensors of equal shape and are elementwise, so they
 run on the cost volume's device.
@@ -78,26 +78,43 @@ def peak_offset(
     return get_estimator(method)(c_minus, c0, c_plus)
 
 
-def peak_features(cost: torch.Tensor, radius: tuple[int, int]) -> torch.Tensor:
+FLAT_PEAKS = ("first", "centre")
+
+
+def peak_features(
+    cost: torch.Tensor,
+    radius: tuple[int, int],
+    methods: tuple[str, str] = ("cosine", "parabolic"),
+    flat: str = "first",
+) -> torch.Tensor:
     """The best offset of an NCC volume, to sub-sample precision, and its NCC.
 
     Args:
         cost: N x D x H x W NCC volume of :func:`~cdpkd.classic.ncc_volume.ncc_volume` with
             D = (2 ra + 1)(2 rl + 1), offsets ordered axial-major (axial -ra..ra, lateral -rl..rl).
         radius: (ra, rl), axial samples and lateral lines.
+        methods: (axial, lateral) sub-sample estimators (:data:`METHODS`); by default the cosine fit
+            axially, as NCC block matching refines RF, and the parabola laterally.
+        flat: where a flat window (NCC -1 at every offset: no match defined) is placed: ``"first"``,
+            the box's first offset (-ra, -rl), as the NCC refinement head was trained; ``"centre"``,
+            offset (0, 0), NCC block matching's zero residual.
 
     Returns:
-        N x 3 x H x W: the peak's axial offset (samples; integer argmax plus the cosine fit through
-        its axial neighbours, as NCC block matching's RF refinement), its lateral offset (lines; the
-        parabola through its lateral neighbours) and the NCC at the integer peak. A peak on the edge
-        of the search box has no neighbour on one side: its fractional part is 0 on that axis. A
-        flat window (NCC -1 at every offset) reports the box's first offset (-ra, -rl) with NCC -1.
+        N x 3 x H x W: the peak's axial offset (samples; integer argmax plus the axial estimator
+        through its axial neighbours), its lateral offset (lines; the lateral estimator through its
+        lateral neighbours) and the NCC at the integer peak. A peak on the edge of the search box has
+        no neighbour on one side: its fractional part is 0 on that axis.
     """
     ra, rl = radius
     na, nl = 2 * ra + 1, 2 * rl + 1
     if cost.shape[1] != na * nl:
         raise ValueError(f"peak_features: a volume of radius {radius} has {na * nl} channels, got {cost.shape[1]}")
+    if flat not in FLAT_PEAKS:
+        raise ValueError(f"peak_features: flat must be one of {FLAT_PEAKS}, got {flat!r}")
+    estimate_a, estimate_l = get_estimator(methods[0]), get_estimator(methods[1])
     peak, index = cost.max(dim=1, keepdim=True)
+    if flat == "centre":
+        index = torch.where(peak > -1.0, index, torch.full_like(index, ra * nl + rl))
     ia, il = torch.div(index, nl, rounding_mode="floor"), index % nl
 
     def at(da: int, dl: int) -> torch.Tensor:  # the volume at the peak's neighbour, clamped into the box
@@ -106,6 +123,6 @@ def peak_features(cost: torch.Tensor, radius: tuple[int, int]) -> torch.Tensor:
 
     inside_a = (ia > 0) & (ia < na - 1)
     inside_l = (il > 0) & (il < nl - 1)
-    frac_a = torch.where(inside_a, cosine_offset(at(-1, 0), peak, at(1, 0)), torch.zeros_like(peak))
-    frac_l = torch.where(inside_l, parabolic_offset(at(0, -1), peak, at(0, 1)), torch.zeros_like(peak))
+    frac_a = torch.where(inside_a, estimate_a(at(-1, 0), peak, at(1, 0)), torch.zeros_like(peak))
+    frac_l = torch.where(inside_l, estimate_l(at(0, -1), peak, at(0, 1)), torch.zeros_like(peak))
     return torch.cat(((ia - ra).to(cost.dtype) + frac_a, (il - rl).to(cost.dtype) + frac_l, peak), dim=1)
