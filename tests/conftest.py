@@ -13,17 +13,15 @@ import pytest
 os.environ.setdefault("CDPKD_PROGRESS", "0")
 
 
-@pytest.fixture(scope="module")
-def one_torch_thread():
-    """Torch on one thread for a whole test module (``pytestmark = pytest.mark.usefixtures(
-    "one_torch_thread")``): for tiny tensors, OpenMP thread hand-offs on a busy 2-core runner cost
-    more (~20 ms per op) than the maths."""
+def pytest_configure(config: pytest.Config) -> None:
+    """Torch on one intra-op thread for the whole session, set before collection so that a test runs
+    the same whether alone or in the full suite: the tests' tensors are tiny, and OpenMP thread
+    hand-offs on a busy 2-core runner cost more (~20 ms per op) than the maths. A test that needs
+    another count sets it and restores it (tests/test_training_fingerprint.py pins one thread itself,
+    as the recorded digests were made)."""
     import torch
 
-    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

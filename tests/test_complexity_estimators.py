@@ -214,7 +214,6 @@ def test_estimator_flops_and_latency():
 
 
 def test_network_costs_measures_each_network_in_turn():
-    torch.set_num_threads(1)
     big, small = build_model("umen_teacher_smoke", seed=0), build_model("dpnet_smoke", seed=0)
     rng = np.random.default_rng(0)
     pre = rng.standard_normal((64, 32)).astype(np.float32)

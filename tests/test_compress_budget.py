@@ -20,8 +20,6 @@ from cdpkd.compress import (
 from cdpkd.compress.budget import _proportional_keep
 from cdpkd.models import build_model, count_parameters
 
-torch.set_num_threads(1)
-
 H, W = 32, 24
 
 

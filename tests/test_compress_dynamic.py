@@ -30,13 +30,6 @@ CONFIG = PWCConfig(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _model(seed=0, dtype=torch.float32):
     return build_model(CONFIG, seed=seed).to(dtype)

@@ -16,8 +16,6 @@ from cdpkd.compress import (
 )
 from cdpkd.models import build_model
 
-torch.set_num_threads(1)
-
 
 def _scores():
     return {

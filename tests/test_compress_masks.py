@@ -9,8 +9,6 @@ from torch import nn
 from cdpkd.compress import ChannelMap, ChannelMasks, check_masks
 from cdpkd.models import build_model, get_config
 
-torch.set_num_threads(1)
-
 
 def _pair(n=1, h=24, w=16, seed=0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)

@@ -19,8 +19,6 @@ from cdpkd.compress import (
 )
 from cdpkd.models import PWCConfig, build_model, count_parameters, load_model, save_model
 
-torch.set_num_threads(1)
-
 
 def random_config(seed: int) -> PWCConfig:
     """A small random PWC-family config exercising every switch of the architecture."""

@@ -13,7 +13,6 @@ from cdpkd.losses.unsupervised import TERMS, block_matching_consistency
 SHIFT = 2.37  # samples: integer and sub-sample parts both matter
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors (conftest.py)
 
 
 @pytest.fixture(scope="module")

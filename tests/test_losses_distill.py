@@ -24,7 +24,6 @@ TEACHER_CH = {"pre": [8, 6, 4], "estimator": [6, 5, 4], "cost": [15, 15, 15]}
 STUDENT_CH = {"pre": [5, 4, 3], "estimator": [4, 3, 3], "cost": [15, 15, 15]}
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors (conftest.py)
 
 
 def fake_outputs(channels=TEACHER_CH, n=2, h=16, w=8, strides=STRIDES, seed=0, requires_grad=True):

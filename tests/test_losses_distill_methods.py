@@ -28,8 +28,6 @@ from cdpkd.losses.distill import (
     feature_channels,
 )
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors (conftest.py)
-
 
 def shifted(out, axial=0.5):
     """A copy with every displacement shifted axially by ``axial`` samples."""

@@ -23,8 +23,6 @@ from cdpkd.metrics import local_ncc
 from cdpkd.sim import ImagingConfig, Scatterers, simulate_rf
 from cdpkd.sim.rf_convolution import scatterer_margins_m
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors (conftest.py)
-
 
 def _noise(*shape, seed=0, dtype=torch.float32):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)

@@ -12,8 +12,6 @@ from test_losses_unsupervised import rf_pair
 from cdpkd.losses import UnsupervisedLoss, UnsupervisedLossConfig
 from cdpkd.losses.unsupervised import TERMS, envelope, similarity_ncc
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors (conftest.py)
-
 
 def fake_outputs(n, h, w, strides=(8, 4, 2, 1), axial=0.0, seed=0, requires_grad=True):
     """PWC-like outputs: levels coarse -> fine in full-resolution units, plus the final field."""

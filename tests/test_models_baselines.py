@@ -52,14 +52,6 @@ SINGLE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is faster than two fighting a busy CI machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _model(key: str, seed: int = 0) -> torch.nn.Module:
     return build_model(SINGLE.get(key, key), seed=seed)

@@ -9,15 +9,6 @@ from cdpkd.models import GOCorrelation, build_model, transposed_correlation
 from cdpkd.ops import correlation
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is faster than two fighting a busy CI machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _feats(seed: int, shape=(2, 5, 9, 7), dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=g, dtype=dtype)

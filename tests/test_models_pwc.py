@@ -26,14 +26,6 @@ PLAIN_STACK = FULL.replace(dense=False, upfeat_channels=0, context=False, full_r
 WINDOWED = FULL.replace(cost_windows=((1, 1), (3, 3), (5, 1)))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is faster than two fighting a busy CI machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _pair(shape, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -31,14 +31,6 @@ EXACT_PARAMETERS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is faster than two fighting a busy CI machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_every_registry_entry_has_a_known_count():
     assert set(MODEL_CONFIGS) == set(EXACT_PARAMETERS)

@@ -31,7 +31,6 @@ def _recipe(**changes):
 
 
 def test_trains_once_then_reuses_and_reloads(train_set, tmp_path):
-    torch.set_num_threads(1)
     recipe = _recipe()
     first = ensure_unsupervised_model(tmp_path, "teacher", recipe, train_set)
     model_file = first / "model.pt"
@@ -62,7 +61,6 @@ def test_bad_settings_fail_clearly(train_set, tmp_path):
 
 def test_a_small_network_overfits_one_pair_without_ground_truth(train_set):
     """The unsupervised loss alone drives a tiny network to match one simulated crop."""
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     item = RFPairDataset(train_set, crop=(96, 32), random_crop=False)[0]
     pre, post = item["pre"][None], item["post"][None]
@@ -80,7 +78,6 @@ def test_a_small_network_overfits_one_pair_without_ground_truth(train_set):
 
 
 def test_refinement_stage_starts_from_the_base_model(train_set, tmp_path):
-    torch.set_num_threads(1)
     recipe = _recipe()
     base_only = ensure_teacher(tmp_path, recipe, train_set)
     stages = ensure_teacher(tmp_path, recipe, train_set, refine={"steps": 2, "lr": 1e-12, "warmup_steps": 0})
@@ -97,7 +94,6 @@ def test_refinement_stage_starts_from_the_base_model(train_set, tmp_path):
 def test_a_stage_may_change_strides_but_not_the_parameters(train_set, tmp_path):
     """A refinement stage may run the trained network at other pyramid strides (its weights carry
     over exactly); a start whose parameters do not fit (another width) fails before training."""
-    torch.set_num_threads(1)
     recipe = _recipe()
     frozen = {"steps": 1, "lr": 1e-12, "warmup_steps": 0}
     stages = ensure_teacher(tmp_path, recipe, train_set, refine={**frozen, "model_overrides": {"full_res_levels": 2}})
@@ -123,7 +119,6 @@ def test_later_recipe_fields_leave_old_cache_keys_alone(train_set, tmp_path):
 
 
 def test_keep_best_ends_with_the_best_validated_weights(train_set, tmp_path):
-    torch.set_num_threads(1)
     path = ensure_unsupervised_model(tmp_path, "teacher", _recipe(keep_best=True, val_every=1, steps=4), train_set)
     records = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
     vals = [(r["val_strain_rmse"], r["step"]) for r in records if "val_strain_rmse" in r]
@@ -190,7 +185,6 @@ def test_training_repeats_bit_for_bit_in_fresh_processes(train_set, tmp_path):
 def test_a_stage_may_add_a_refinement_head_and_train_only_it(train_set, tmp_path):
     """A head-equipped network starts from a trained one without the head (the head keeps its fresh
     weights); with ``trainable`` only the head trains, every other weight stays the base's exactly."""
-    torch.set_num_threads(1)
     recipe = _recipe()
     head = {"steps": 2, "lr": 1e-2, "warmup_steps": 0, "model_overrides": {"refine_widths": [4, 4]},
             "trainable": ["refine."]}

@@ -52,7 +52,6 @@ def test_fingerprint_depends_on_every_frame():
 
 
 def test_ensure_adapted_fine_tunes_a_copy_and_caches_it(tmp_path):
-    torch.set_num_threads(1)
     source = tmp_path / "teacher" / "abc"
     source.mkdir(parents=True)
     save_model(source / "model.pt", build_model("umen_teacher_smoke", seed=0))

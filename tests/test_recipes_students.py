@@ -40,7 +40,6 @@ def train_set(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def teacher_dir(train_set, tmp_path_factory):
-    torch.set_num_threads(1)
     recipe = UnsupervisedRecipe(
         model="umen_teacher_smoke", crop=CROP, steps=4, batch_size=2, warmup_steps=1, val_pairs=1, seed=0
     )
@@ -108,7 +107,6 @@ def test_objective_bad_input():
     "budget", [StudentBudget(0.4, 0.5, 2), StudentBudget(None, 0.3, 1), StudentBudget(0.5, None, 2)]
 )
 def test_one_shot_prune_meets_the_joint_budget(budget):
-    torch.set_num_threads(1)
     teacher = build_model("umen_teacher_smoke", seed=0)
     student, report = one_shot_prune(teacher, budget, CROP)
     p = count_parameters(student) / count_parameters(teacher)
@@ -181,7 +179,6 @@ def _assert_reloads_at_budget(path, budget):
 
 
 def test_dpnet_recipe_trains_at_budget_and_is_cached(train_set, teacher_dir, tmp_path):
-    torch.set_num_threads(1)
     recipe = DPNetRecipe(budget=BUDGET, crop=CROP, steps=3, batch_size=2, warmup_steps=1, val_pairs=1, seed=0)
     path = ensure_dpnet(tmp_path, recipe, teacher_dir, train_set)
     _assert_reloads_at_budget(path, BUDGET)
@@ -194,7 +191,6 @@ def test_dpnet_recipe_trains_at_budget_and_is_cached(train_set, teacher_dir, tmp
 @pytest.mark.parametrize("criterion, distiller", [("taylor", "output"), ("l1", "feature")])
 def test_cdp_kdnet_recipe_reaches_the_budget(train_set, teacher_dir, tmp_path, criterion, distiller):
     """A seeded run prunes dynamically under the curriculum with distillation and ends at the budget."""
-    torch.set_num_threads(1)
     recipe = _tiny_cdp(
         steps=6,
         val_pairs=1,
@@ -228,7 +224,6 @@ def test_cdp_kdnet_recipe_reaches_the_budget(train_set, teacher_dir, tmp_path, c
 def test_cdp_kdnet_ablations_static_pruning_without_distillation(train_set, teacher_dir, tmp_path):
     """The ablation's "static pruning" (masks fixed after the first step) and "no distillation" (no kd
     terms computed at all) still end at the budget."""
-    torch.set_num_threads(1)
     recipe = _tiny_cdp(val_pairs=1, prune_end=0.0, kd_weight=0.0, kd_final_weight=None)
     assert recipe.prune_steps == (0, 1) and not recipe.distills
     path = ensure_cdp_kdnet(tmp_path, recipe, teacher_dir, train_set)
@@ -275,7 +270,6 @@ def test_every_ablation_distiller_trains_through_pruning_and_finetuning(
     """Notebook 04's distillation rows (the smoke profile runs only two of them) train end to end."""
     from cdpkd.ablation import DISTILLATION_METHODS
 
-    torch.set_num_threads(1)
     name, options = DISTILLATION_METHODS[label]
     recipe = _tiny_cdp(steps=3, distiller=name, distiller_options=options)
     path = ensure_cdp_kdnet(tmp_path, recipe, teacher_dir, train_set)

@@ -88,7 +88,6 @@ def test_a_stage_updates_the_model_overrides_like_the_loss():
 
 
 def test_refinement_chain_continues_stage_by_stage(train_set, tmp_path):
-    torch.set_num_threads(1)
     base = UnsupervisedRecipe(model="umen_teacher_smoke", crop=(128, 32), steps=3, batch_size=2, warmup_steps=1,
                               val_pairs=1, val_every=3, seed=2, loss={"level_decay": 1.0})
     first = {"steps": 2, "lr": 1e-12, "warmup_steps": 0, "loss": {"final_weight": 2.0}}

@@ -37,15 +37,6 @@ from cdpkd.train import (
 from cdpkd.train.checkpoint import trainable_state
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # two OpenMP threads on a busy 2-core CI box spin against each other (50x slower)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @dataclass
 class TinyConfig:
     width: int = 8

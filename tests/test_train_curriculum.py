@@ -33,14 +33,6 @@ from cdpkd.train.curriculum import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """4 simulated pairs of 128 x 16 (a fraction of a second to simulate)."""

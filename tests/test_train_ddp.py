@@ -63,13 +63,6 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def test_ddp_two_cpu_processes(tmp_path):
     if not (dist.is_available() and dist.is_gloo_available()):
