@@ -24,6 +24,10 @@ box mean instead of its own coarse levels) and NCC block matching itself (mode `
 how much of the gap to NCC is the network's coarse estimate and how much its sub-window jitter.
 ``--bf16`` also scores every mode under bf16 autocast on the evaluation device (modes named
 ``guided+bf16`` ...): what the faster precision costs in strain quality (the notebooks run fp32).
+``--head-passes K`` (repeatable) also scores each mode with the network's NCC refinement head run K
+times (``PWCConfig.refine_passes``, same weights; modes named ``guided+passes2`` ...), as NCC block
+matching warps and matches again. ``--mirror`` also scores every mode averaged with itself on the
+laterally mirrored pair (``cdpkd.estimators.mirror_averaged``; modes named ``guided+mirror`` ...).
 
 Writes ``studies/results/guided_tiles_<profile>.json`` (provenance, per network and mode the mean
 metrics (time per frame included), median and per-pair strain RMSE, with the applied strain of each
@@ -39,8 +43,9 @@ from typing import Any
 from cdpkd.atomic import write_text
 from cdpkd.classic import ncc_block_matching
 from cdpkd.efficiency import bf16_autocast
-from cdpkd.estimators import default_device, network_estimator
+from cdpkd.estimators import default_device, mirror_averaged, network_estimator
 from cdpkd.evaluation import evaluate_estimators, per_pair_table
+from cdpkd.models import build_model
 from cdpkd.pipeline import NOTEBOOK_DIR, resolved_parameters
 from cdpkd.recipes import load_trained
 from cdpkd.runtime import provenance
@@ -66,6 +71,15 @@ def seeded_ncc(estimate):
     return lambda pre, post: ncc_block_matching(pre, post, prior=estimate(pre, post))
 
 
+def with_head_passes(model, passes: int, device):
+    """The same trained network with its NCC refinement head run ``passes`` times."""
+    if getattr(model, "refine", None) is None:
+        raise SystemExit("--head-passes: this network has no NCC refinement head (PWCConfig.refine_widths)")
+    again = build_model(model.config.replace(refine_passes=passes))
+    again.load_state_dict(model.state_dict())
+    return again.to(device)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = study_parser(__doc__, "guided_tiles")
     add_artifact_argument(parser, repeatable=True)
@@ -77,8 +91,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--bf16", action="store_true", help="also score every mode under bf16 autocast")
     parser.add_argument("--ncc-seeded", action="store_true",
                         help="also score NCC block matching seeded by each mode's estimate, and NCC itself")
+    parser.add_argument("--head-passes", type=int, action="append", default=[],
+                        help="also score with the NCC head run this many times (repeatable, >= 2)")
+    parser.add_argument("--mirror", action="store_true",
+                        help="also score every mode averaged with itself on the laterally mirrored pair")
     add_tile_argument(parser)
     args = parser.parse_args(argv)
+    if any(k < 2 for k in args.head_passes):
+        parser.error(f"--head-passes must be >= 2 (1 is the network as trained), got {args.head_passes}")
     bad = [o for o in args.overlap or [] if not 0.0 <= o < 1.0]
     if bad:
         parser.error(f"--overlap must be in [0, 1), got {bad}")
@@ -112,6 +132,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                                          guided=True, guide_pass="strips")
         if args.whole_frame:
             estimators["whole"] = network_estimator(model, device, tile=None)
+        for passes in args.head_passes:
+            again = with_head_passes(model, passes, device)
+            for overlap in overlaps:
+                suffix = f"@{overlap:g}" if args.overlap else ""
+                for mode in ("plain", "guided"):
+                    estimators[f"{mode}+passes{passes}{suffix}"] = network_estimator(
+                        again, device, tile=tile, overlap=overlap, guided=mode == "guided", guide_pass="whole")
+        if args.mirror:
+            estimators.update({f"{mode}+mirror": mirror_averaged(fn) for mode, fn in list(estimators.items())})
         if args.bf16:
             estimators.update({f"{mode}+bf16": bf16_autocast(fn, device) for mode, fn in list(estimators.items())})
         if args.ncc_seeded:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from cdpkd.complexity import count_flops, latency_ms, network_costs
-from cdpkd.estimators import network_estimator
+from cdpkd.estimators import mirror_averaged, network_estimator
 from cdpkd.models import build_model, count_parameters, get_config
 
 
@@ -266,3 +266,22 @@ def test_compiled_estimator_matches_eager(cpp_compiler):
     assert counters["stats"]["unique_graphs"] > graphs, "nothing was compiled"
     np.testing.assert_allclose(compiled, eager, rtol=1e-4, atol=1e-4)
     assert np.abs(eager).max() > 1e-3  # a non-trivial output was compared
+
+
+def test_mirror_averaged_reverses_the_lines_and_the_lateral_sign():
+    """The mirrored call sees both frames with their lines reversed; its estimate comes back reversed with
+    the lateral component negated, and the two are averaged (NumPy and torch frames alike)."""
+    calls = []
+
+    def record(pre, post):  # "axial" = the pre frame, "lateral" = the post frame, as given
+        calls.append(pre)
+        return np.stack([pre, post]) if isinstance(pre, np.ndarray) else torch.stack([pre, post])
+
+    g = np.random.default_rng(0)
+    pre, post = g.standard_normal((6, 5)).astype(np.float32), g.standard_normal((6, 5)).astype(np.float32)
+    out = mirror_averaged(record)(pre, post)
+    assert np.array_equal(calls[1], pre[:, ::-1]), "the second call sees the mirrored frames"
+    assert np.array_equal(out[0], pre) and np.array_equal(out[1], np.zeros_like(post)), "(pre, post) and (pre, -post)"
+    torch_out = mirror_averaged(record)(torch.from_numpy(pre), torch.from_numpy(post))
+    assert isinstance(torch_out, torch.Tensor) and torch.equal(torch_out, torch.from_numpy(out))
+

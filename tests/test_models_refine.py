@@ -26,6 +26,8 @@ def test_config_fields_default_off_and_keep_old_keys():
     assert "refine_radius" not in base.to_dict() and "refine_window" not in base.to_dict()
     assert base.refine_peak is False and "refine_peak" not in base.to_dict()
     assert base.refine_interp == "bilinear" and "refine_interp" not in base.to_dict()
+    assert base.refine_passes == 1 and "refine_passes" not in base.to_dict()
+    assert base.replace(refine_widths=[8], refine_passes=2).to_dict()["refine_passes"] == 2
     assert base.replace(refine_widths=[8], refine_interp="spline").to_dict()["refine_interp"] == "spline"
     assert base.replace(refine_widths=[8], refine_peak=True).to_dict()["refine_peak"] is True
     head = base.replace(refine_widths=[32, 32, 16], refine_window=[21, 5])
@@ -34,7 +36,7 @@ def test_config_fields_default_off_and_keep_old_keys():
     assert base.replace(refine_widths=(32, 16)).scaled(0.5).refine_widths == (16, 8)
     for bad in ({"refine_widths": (0, 4)}, {"refine_radius": (3,)}, {"refine_radius": (-1, 1)},
                 {"refine_window": (14, 3)}, {"refine_window": (15, 0)}, {"refine_peak": 1},
-                {"refine_interp": "cubic"}):
+                {"refine_interp": "cubic"}, {"refine_passes": 0}, {"refine_passes": 2.0}):
         with pytest.raises(ValueError, match="refine_"):
             base.replace(**bad)
 
@@ -72,6 +74,23 @@ def test_head_sees_the_rf_ncc_volume_around_the_estimate_and_trains_the_network_
     out.square().mean().backward()
     assert model.refine.predict.weight.grad.abs().sum() > 0
     assert model.estimators[0].predict.weight.grad.abs().sum() > 0, "gradients reach the network before the head"
+
+
+def test_head_passes_run_the_same_head_on_the_estimate_the_pass_before_left():
+    """``refine_passes=2``: the head runs twice with the same weights, the second time on the first pass's
+    result, and the output is that result plus the second residual."""
+    config = get_config("umen_teacher_smoke").replace(refine_widths=HEAD)
+    once, twice = build_model(config, seed=1), build_model(config.replace(refine_passes=2), seed=1)
+    twice.load_state_dict(once.state_dict())  # the option adds no parameters
+    seen = []
+    twice.refine.register_forward_hook(lambda module, args, residual: seen.append((args[2], residual)))
+    pre, post = _pair(shift=3)
+    with torch.no_grad():
+        first, second = once(pre, post)["displacement"], twice(pre, post)["displacement"]
+    (disp1, res1), (disp2, res2) = seen
+    assert torch.equal(disp1 + res1, first), "the first pass is the one-pass network"
+    assert torch.equal(disp2, first) and torch.equal(second, first + res2)
+    assert not torch.equal(second, first)
 
 
 def test_spline_head_warps_the_rf_by_the_cubic_b_spline():

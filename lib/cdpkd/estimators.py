@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -204,3 +205,29 @@ def network_estimator(
             return tiled(pre_t, post_t, th, tw, overlap, coarse).cpu().numpy()
 
     return estimate
+
+
+def _lines_reversed(x: Any) -> Any:
+    """``x`` (NumPy or torch, lines last) with its lines in reverse order."""
+    return x.flip(-1) if isinstance(x, torch.Tensor) else np.ascontiguousarray(np.asarray(x)[..., ::-1])
+
+
+def mirror_averaged(fn: Estimator) -> Estimator:
+    """``fn`` averaged with itself on the laterally mirrored pair: the mean of ``fn(pre, post)`` (a
+    2 x H x W displacement, axial samples and lateral lines) and of ``fn`` on both frames with their
+    lines reversed, that estimate's lines reversed back and its lateral component negated (mirrored
+    lateral motion has the opposite sign). Twice the time. A tracker that is exact gives the same field
+    both ways; a network's speckle-scale errors differ between a pair and its mirror image, and the
+    mean halves the part that differs (the cpu teacher: strain RMSE -7 % on the simulated test pairs,
+    ``studies/README.md``, "The head run again, and the mirrored pair")."""
+
+    def run(pre: Any, post: Any) -> Any:
+        direct = fn(pre, post)
+        mirrored = _lines_reversed(fn(_lines_reversed(pre), _lines_reversed(post)))
+        if isinstance(mirrored, torch.Tensor):
+            sign = torch.tensor([1.0, -1.0], dtype=mirrored.dtype, device=mirrored.device)
+        else:
+            sign = np.asarray([1.0, -1.0], dtype=mirrored.dtype)
+        return 0.5 * (direct + mirrored * sign[:, None, None])  # components: axial, lateral
+
+    return run

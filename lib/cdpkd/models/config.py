@@ -37,7 +37,8 @@ CORRELATIONS = ("plain", "gocor")
 # Fields added after model configs were first hashed into artifact keys, with their defaults
 # (as in to_dict): left out of to_dict while they hold them, so earlier configs keep their keys.
 _LATER_FIELDS: dict[str, Any] = {"cost_windows": [], "refine_widths": [], "refine_radius": [3, 1],
-                                 "refine_window": [15, 3], "refine_peak": False, "refine_interp": "bilinear"}
+                                 "refine_window": [15, 3], "refine_peak": False, "refine_interp": "bilinear",
+                                 "refine_passes": 1}
 
 # UMEN-Net teacher (DESIGN.md section 1), PWC-Net-like: three 3x3 convs per pyramid level.
 TEACHER_PYRAMID = (16, 32, 64, 96, 128, 196)
@@ -143,6 +144,10 @@ class PWCConfig:
             "spline" (cubic B-spline, ``cdpkd.classic.interp.spline_warp``, as NCC block matching
             warps RF: linear interpolation of an ~8-samples-per-period carrier shifts its phase by
             up to ~0.01 sample and damps it by up to 8 %, depending on the fractional position).
+        refine_passes: how many times the head runs, each pass on the estimate the one before left
+            (weights shared), as NCC block matching warps and matches again. 1 (default): once. The
+            cpu teacher, whose head was trained for one pass, gets worse with more at inference
+            (``studies/README.md``, "The head run again, and the mirrored pair").
     """
 
     in_channels: int = 1
@@ -168,6 +173,7 @@ class PWCConfig:
     refine_window: tuple = (15, 3)
     refine_peak: bool = False
     refine_interp: str = "bilinear"
+    refine_passes: int = 1
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once here, immutable afterwards
@@ -256,6 +262,8 @@ class PWCConfig:
             raise ValueError(f"PWCConfig: refine_peak must be true or false, got {self.refine_peak!r}")
         if self.refine_interp not in RF_INTERPOLATIONS:
             raise ValueError(f"PWCConfig: refine_interp must be one of {RF_INTERPOLATIONS}, got {self.refine_interp!r}")
+        if isinstance(self.refine_passes, bool) or not isinstance(self.refine_passes, int) or self.refine_passes < 1:
+            raise ValueError(f"PWCConfig: refine_passes must be an integer >= 1, got {self.refine_passes!r}")
 
     # ------------------------------------------------------------------ geometry
     @property
