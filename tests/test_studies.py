@@ -228,21 +228,26 @@ def test_guided_tiles_study_scores_bf16_beside_fp32(guided_study, smoke_teacher,
         assert bf16 != fp32, "bf16 autocast changed nothing: it did not run"
 
 
-def test_guided_tiles_study_scores_the_mirrored_pair_and_checks_head_passes(guided_study, smoke_teacher, data_root,
-                                                                             tmp_path):
-    p, stages = smoke_teacher
-    common = ["--profile", "smoke", "--data-dir", str(data_root), "--artifact", f"teacher/{stages[-1].name}"]
-    result = guided_study.main([*common, "--out", str(tmp_path / "m.json"), "--mirror"])
+def test_guided_tiles_study_scores_head_passes_and_the_mirrored_pair(guided_study, smoke_teacher, data_root,
+                                                                     tmp_path):
+    p, stages = smoke_teacher  # the last stage has the NCC head, the base stage has none
+    common = ["--profile", "smoke", "--data-dir", str(data_root)]
+    result = guided_study.main([*common, "--artifact", f"teacher/{stages[-1].name}", "--out", str(tmp_path / "m.json"),
+                                "--head-passes", "2", "--mirror"])
     modes = result["networks"][0]["modes"]
-    assert set(modes) == {"plain", "guided", "plain+mirror", "guided+mirror"}
-    for mode in ("plain", "guided"):
-        mirrored = modes[f"{mode}+mirror"]["per_pair_strain_rmse"]
-        assert len(mirrored) == p["n_test"] and all(np.isfinite(mirrored))
-        assert mirrored != modes[mode]["per_pair_strain_rmse"], "the mirrored pair changed nothing: it did not run"
-    with pytest.raises(SystemExit, match="no NCC refinement head"):  # the smoke teacher has none
-        guided_study.main([*common, "--out", str(tmp_path / "h.json"), "--head-passes", "2"])
+    once = ("plain", "guided")
+    assert set(modes) == {f"{m}{extra}" for m in once for extra in ("", "+passes2", "+mirror", "+passes2+mirror")}
+    for mode in once:
+        as_trained = modes[mode]["per_pair_strain_rmse"]
+        for variant in (f"{mode}+passes2", f"{mode}+mirror"):
+            scores = modes[variant]["per_pair_strain_rmse"]
+            assert len(scores) == p["n_test"] and all(np.isfinite(scores))
+            assert scores != as_trained, f"{variant} scored the network as trained: it did not run"
+    with pytest.raises(SystemExit, match="no NCC refinement head"):
+        guided_study.main([*common, "--artifact", f"teacher/{stages[0].name}", "--out", str(tmp_path / "h.json"),
+                           "--head-passes", "2"])
     with pytest.raises(SystemExit):
-        guided_study.main([*common, "--head-passes", "1"])
+        guided_study.main([*common, "--artifact", f"teacher/{stages[-1].name}", "--head-passes", "1"])
 
 
 def test_guided_tiles_study_scores_the_strip_guide(guided_study, smoke_teacher, data_root, tmp_path):
