@@ -217,9 +217,9 @@ def mirror_averaged(fn: Estimator) -> Estimator:
     2 x H x W displacement, axial samples and lateral lines) and of ``fn`` on both frames with their
     lines reversed, that estimate's lines reversed back and its lateral component negated (mirrored
     lateral motion has the opposite sign). Twice the time. A tracker that is exact gives the same field
-    both ways; a network's speckle-scale errors differ between a pair and its mirror image, and the
-    mean halves the part that differs (the cpu teacher: strain RMSE -7 % on the simulated test pairs,
-    ``studies/README.md``, "The head run again, and the mirrored pair")."""
+    both ways; a network's speckle-scale errors partly differ between a pair and its mirror image, and
+    the mean reduces the part that differs (the cpu teacher: strain RMSE -8 %, every one of the 16
+    simulated test pairs better; ``studies/README.md``, "The head run again, and the mirrored pair")."""
 
     def run(pre: Any, post: Any) -> Any:
         direct = fn(pre, post)

@@ -146,8 +146,9 @@ class PWCConfig:
             up to ~0.01 sample and damps it by up to 8 %, depending on the fractional position).
         refine_passes: how many times the head runs, each pass on the estimate the one before left
             (weights shared), as NCC block matching warps and matches again. 1 (default): once. The
-            cpu teacher, whose head was trained for one pass, gets worse with more at inference
-            (``studies/README.md``, "The head run again, and the mirrored pair").
+            cpu teacher, whose head was trained for one pass, gets worse with more at inference, and
+            its head trained with two passes is worse than with one (``studies/README.md``, "The head
+            run again, and the mirrored pair").
     """
 
     in_channels: int = 1
