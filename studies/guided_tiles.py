@@ -119,26 +119,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        "device": str(device)},
         "networks": [],
     }
-    for name, folder in folders.items():
-        model = load_trained(folder, device)
-        estimators = {}
+
+    def tile_modes(network, tag: str = "") -> dict:
+        """Plain and guided tiles of ``network`` at each overlap, named ``plain<tag>[@overlap]`` ..."""
+        modes = {}
         for overlap in overlaps:
             suffix = f"@{overlap:g}" if args.overlap else ""
             for mode in ("plain", "guided"):
-                estimators[mode + suffix] = network_estimator(model, device, tile=tile, overlap=overlap,
-                                                              guided=mode == "guided", guide_pass="whole")
-            if args.strips:
+                modes[f"{mode}{tag}{suffix}"] = network_estimator(network, device, tile=tile, overlap=overlap,
+                                                                  guided=mode == "guided", guide_pass="whole")
+        return modes
+
+    for name, folder in folders.items():
+        model = load_trained(folder, device)
+        estimators = tile_modes(model)
+        if args.strips:
+            for overlap in overlaps:
+                suffix = f"@{overlap:g}" if args.overlap else ""
                 estimators["guided-strips" + suffix] = network_estimator(model, device, tile=tile, overlap=overlap,
                                                                          guided=True, guide_pass="strips")
         if args.whole_frame:
             estimators["whole"] = network_estimator(model, device, tile=None)
         for passes in args.head_passes:
-            again = with_head_passes(model, passes, device)
-            for overlap in overlaps:
-                suffix = f"@{overlap:g}" if args.overlap else ""
-                for mode in ("plain", "guided"):
-                    estimators[f"{mode}+passes{passes}{suffix}"] = network_estimator(
-                        again, device, tile=tile, overlap=overlap, guided=mode == "guided", guide_pass="whole")
+            estimators.update(tile_modes(with_head_passes(model, passes, device), f"+passes{passes}"))
         if args.mirror:
             estimators.update({f"{mode}+mirror": mirror_averaged(fn) for mode, fn in list(estimators.items())})
         if args.bf16:

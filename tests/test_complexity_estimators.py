@@ -284,4 +284,3 @@ def test_mirror_averaged_reverses_the_lines_and_the_lateral_sign():
     assert np.array_equal(out[0], pre) and np.array_equal(out[1], np.zeros_like(post)), "(pre, post) and (pre, -post)"
     torch_out = mirror_averaged(record)(torch.from_numpy(pre), torch.from_numpy(post))
     assert isinstance(torch_out, torch.Tensor) and torch.equal(torch_out, torch.from_numpy(out))
-

@@ -223,11 +223,8 @@ def mirror_averaged(fn: Estimator) -> Estimator:
 
     def run(pre: Any, post: Any) -> Any:
         direct = fn(pre, post)
-        mirrored = _lines_reversed(fn(_lines_reversed(pre), _lines_reversed(post)))
-        if isinstance(mirrored, torch.Tensor):
-            sign = torch.tensor([1.0, -1.0], dtype=mirrored.dtype, device=mirrored.device)
-        else:
-            sign = np.asarray([1.0, -1.0], dtype=mirrored.dtype)
-        return 0.5 * (direct + mirrored * sign[:, None, None])  # components: axial, lateral
+        mirrored = _lines_reversed(fn(_lines_reversed(pre), _lines_reversed(post)))  # a copy: ours to change
+        mirrored[..., 1, :, :] *= -1  # the lateral component (axis -3: axial, lateral)
+        return 0.5 * (direct + mirrored)
 
     return run

@@ -175,8 +175,9 @@ class PWCNet(nn.Module):
             full = upsample(full, tuple(feats[0].shape[-2:]))
         full = full[..., :height, :width]
         if self.refine is not None:  # full-resolution residual from the RF NCC volume (models/refine.py)
+            rf_pre, rf_post, level0 = pre[:, :1], post[:, :1], feats[0][:n, :, :height, :width]
             for _ in range(cfg.refine_passes):
-                full = full + self.refine(pre[:, :1], post[:, :1], full, feats[0][:n, :, :height, :width])
+                full = full + self.refine(rf_pre, rf_post, full, level0)
         out: dict[str, Any] = {
             "displacement": full,
             "levels": levels,
