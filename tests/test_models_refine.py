@@ -28,6 +28,8 @@ def test_config_fields_default_off_and_keep_old_keys():
     assert base.refine_interp == "bilinear" and "refine_interp" not in base.to_dict()
     assert base.refine_passes == 1 and "refine_passes" not in base.to_dict()
     assert base.replace(refine_widths=[8], refine_passes=2).to_dict()["refine_passes"] == 2
+    assert base.refine_guide_smoothing == (1, 1) and "refine_guide_smoothing" not in base.to_dict()
+    assert base.replace(refine_widths=[8], refine_guide_smoothing=[61, 9]).to_dict()["refine_guide_smoothing"] == [61, 9]
     assert base.replace(refine_widths=[8], refine_interp="spline").to_dict()["refine_interp"] == "spline"
     assert base.replace(refine_widths=[8], refine_peak=True).to_dict()["refine_peak"] is True
     head = base.replace(refine_widths=[32, 32, 16], refine_window=[21, 5])
@@ -36,7 +38,9 @@ def test_config_fields_default_off_and_keep_old_keys():
     assert base.replace(refine_widths=(32, 16)).scaled(0.5).refine_widths == (16, 8)
     for bad in ({"refine_widths": (0, 4)}, {"refine_radius": (3,)}, {"refine_radius": (-1, 1)},
                 {"refine_window": (14, 3)}, {"refine_window": (15, 0)}, {"refine_peak": 1},
-                {"refine_interp": "cubic"}, {"refine_passes": 0}, {"refine_passes": 2.0}):
+                {"refine_interp": "cubic"}, {"refine_passes": 0}, {"refine_passes": 2.0},
+                {"refine_guide_smoothing": (60, 9)}, {"refine_guide_smoothing": (61,)},
+                {"refine_guide_smoothing": (0, 1)}):
         with pytest.raises(ValueError, match="refine_"):
             base.replace(**bad)
 
@@ -91,6 +95,27 @@ def test_head_passes_run_the_same_head_on_the_estimate_the_pass_before_left():
     assert torch.equal(disp1 + res1, first), "the first pass is the one-pass network"
     assert torch.equal(disp2, first) and torch.equal(second, first + res2)
     assert not torch.equal(second, first)
+
+
+def test_guide_smoothing_warps_by_the_estimates_box_mean_and_adds_the_residual_to_it():
+    """``refine_guide_smoothing``: the head sees the estimate's edge-replicated box mean instead of the
+    estimate, and the output is that mean plus the head's residual (no parameters added)."""
+    config = get_config("umen_teacher_smoke").replace(refine_widths=HEAD)
+    plain, smoothed = build_model(config, seed=1), build_model(config.replace(refine_guide_smoothing=(9, 3)), seed=1)
+    smoothed.load_state_dict(plain.state_dict())
+    seen = []
+    for model in (plain, smoothed):
+        model.refine.register_forward_hook(lambda module, args, residual: seen.append((args[2], residual)))
+    pre, post = _pair(shift=3)
+    with torch.no_grad():
+        out_plain, out_smoothed = plain(pre, post)["displacement"], smoothed(pre, post)["displacement"]
+    (estimate, res_plain), (guide, res_smoothed) = seen
+    assert torch.equal(out_plain, estimate + res_plain)
+    padded = torch.nn.functional.pad(estimate, (1, 1, 4, 4), mode="replicate")
+    by_hand = torch.stack([padded[..., i : i + 64, j : j + 32] for i in range(9) for j in range(3)]).mean(dim=0)
+    assert torch.allclose(guide, by_hand, atol=1e-5), "the guide is the 9 x 3 box mean, edges replicated"
+    assert not torch.allclose(guide, estimate)
+    assert torch.equal(out_smoothed, guide + res_smoothed)
 
 
 def test_spline_head_warps_the_rf_by_the_cubic_b_spline():

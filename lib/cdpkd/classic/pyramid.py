@@ -91,6 +91,19 @@ def median_filter(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return patches.reshape(n, c, h, w, ka * kl).median(dim=-1).values
 
 
+def edge_box_mean(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Mean of N x C x H x W ``x`` over an odd (axial x lateral) box, same size, edge values replicated.
+
+    The smoother of a displacement guide (the block-matching loss term's, the refinement head's): an
+    edge row of a smooth field extrapolates better by its own value than by zeros. Differentiable.
+    """
+    ka, kl = size
+    if ka == 1 and kl == 1:
+        return x
+    padded = F.pad(x, (kl // 2, kl // 2, ka // 2, ka // 2), mode="replicate")
+    return F.avg_pool2d(padded, (ka, kl), stride=1)
+
+
 def weighted_box_mean(x: torch.Tensor, weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Normalised convolution: box(weight * x) / box(weight) over an odd (axial x lateral) window.
 

@@ -38,7 +38,7 @@ CORRELATIONS = ("plain", "gocor")
 # (as in to_dict): left out of to_dict while they hold them, so earlier configs keep their keys.
 _LATER_FIELDS: dict[str, Any] = {"cost_windows": [], "refine_widths": [], "refine_radius": [3, 1],
                                  "refine_window": [15, 3], "refine_peak": False, "refine_interp": "bilinear",
-                                 "refine_passes": 1}
+                                 "refine_passes": 1, "refine_guide_smoothing": [1, 1]}
 
 # UMEN-Net teacher (DESIGN.md section 1), PWC-Net-like: three 3x3 convs per pyramid level.
 TEACHER_PYRAMID = (16, 32, 64, 96, 128, 196)
@@ -149,6 +149,12 @@ class PWCConfig:
             cpu teacher, whose head was trained for one pass, gets worse with more at inference, and
             its head trained with two passes is worse than with one (``studies/README.md``, "The head
             run again, and the mirrored pair").
+        refine_guide_smoothing: odd (samples, lines) box over which the head's input estimate is
+            averaged (edge values replicated, :func:`~cdpkd.classic.pyramid.edge_box_mean`) before it
+            warps by it, its output then being that mean plus the residual, as NCC block matching's
+            passes warp by a smoothed estimate and add the raw window residual: the windowed NCC
+            cannot see the estimate's jitter below the window, so a residual added to the unsmoothed
+            estimate keeps it. (1, 1) (default): the estimate itself.
     """
 
     in_channels: int = 1
@@ -175,6 +181,7 @@ class PWCConfig:
     refine_peak: bool = False
     refine_interp: str = "bilinear"
     refine_passes: int = 1
+    refine_guide_smoothing: tuple = (1, 1)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once here, immutable afterwards
@@ -265,6 +272,12 @@ class PWCConfig:
             raise ValueError(f"PWCConfig: refine_interp must be one of {RF_INTERPOLATIONS}, got {self.refine_interp!r}")
         if isinstance(self.refine_passes, bool) or not isinstance(self.refine_passes, int) or self.refine_passes < 1:
             raise ValueError(f"PWCConfig: refine_passes must be an integer >= 1, got {self.refine_passes!r}")
+        smoothing = _int_tuple(self.refine_guide_smoothing, "refine_guide_smoothing")
+        if len(smoothing) != 2 or min(smoothing) < 1 or smoothing[0] % 2 == 0 or smoothing[1] % 2 == 0:
+            raise ValueError(
+                f"PWCConfig: refine_guide_smoothing must be two odd integers >= 1, got {self.refine_guide_smoothing!r}"
+            )
+        set_(self, "refine_guide_smoothing", smoothing)
 
     # ------------------------------------------------------------------ geometry
     @property

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cdpkd.classic.pyramid import edge_box_mean
 from cdpkd.ops import warp
 
 from .blocks import he_init_, small_init_
@@ -177,7 +178,8 @@ class PWCNet(nn.Module):
         if self.refine is not None:  # full-resolution residual from the RF NCC volume (models/refine.py)
             rf_pre, rf_post, level0 = pre[:, :1], post[:, :1], feats[0][:n, :, :height, :width]
             for _ in range(cfg.refine_passes):
-                full = full + self.refine(rf_pre, rf_post, full, level0)
+                guide = edge_box_mean(full, cfg.refine_guide_smoothing)  # `full` itself at (1, 1)
+                full = guide + self.refine(rf_pre, rf_post, guide, level0)
         out: dict[str, Any] = {
             "displacement": full,
             "levels": levels,

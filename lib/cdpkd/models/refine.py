@@ -11,7 +11,11 @@ displacement] into a residual. Enabled by ``PWCConfig.refine_widths``; with ``re
 head also sees the volume's peak located to a sub-sample offset as NCC block matching locates it
 (:func:`cdpkd.classic.subsample.peak_features`), which a small conv stack cannot easily compute from the volume itself (a
 ratio of differences around an argmax). ``refine_interp="spline"`` warps the RF post frame with a
-cubic B-spline instead of bilinearly (:func:`cdpkd.classic.interp.warp_rf`).
+cubic B-spline instead of bilinearly (:func:`cdpkd.classic.interp.warp_rf`). With
+``refine_guide_smoothing`` the network hands the head a box mean of its estimate and adds the residual
+to that mean (``PWCNet.forward``), as NCC block matching's passes warp by a smoothed estimate: the
+windowed NCC does not see the estimate's jitter below the window, so a residual added to the raw
+estimate would keep it.
 """
 
 from __future__ import annotations

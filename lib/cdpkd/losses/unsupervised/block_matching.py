@@ -26,10 +26,10 @@ Nothing here is a ground truth: the target comes from the pair alone, recomputed
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from cdpkd.classic.interp import RF_INTERPOLATIONS, warp_rf
 from cdpkd.classic.ncc_volume import ncc_volume
+from cdpkd.classic.pyramid import edge_box_mean
 from cdpkd.classic.subsample import peak_features
 
 from ._common import check_choice, check_disp, check_frames, full_precision, pair_of_ints
@@ -85,10 +85,7 @@ def block_matching_consistency(
     with full_precision(pre.device):
         disp32 = disp.float()
         with torch.no_grad():
-            guide = disp32.detach()
-            if (gy, gx) != (1, 1):
-                padded = F.pad(guide, (gx // 2, gx // 2, gy // 2, gy // 2), mode="replicate")
-                guide = F.avg_pool2d(padded, (gy, gx), stride=1)
+            guide = edge_box_mean(disp32.detach(), (gy, gx))
             warped = warp_rf(post.float(), guide, interpolation)
             peak = peak_features(ncc_volume(pre.float(), warped, (wy, wx), (ra, rl)), (ra, rl))
             offset, ncc = peak[:, :2], peak[:, 2:]
