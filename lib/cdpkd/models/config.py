@@ -148,7 +148,8 @@ class PWCConfig:
             (weights shared), as NCC block matching warps and matches again. 1 (default): once. The
             cpu teacher, whose head was trained for one pass, gets worse with more at inference, and
             its head trained with two passes is worse than with one (``studies/README.md``, "The head
-            run again, and the mirrored pair").
+            run again, and the mirrored pair"); with ``refine_guide_smoothing`` more passes help
+            ("The head warps by a smoothed estimate").
         refine_guide_smoothing: odd (samples, lines) box over which the head's input estimate is
             averaged (edge values replicated, :func:`~cdpkd.classic.pyramid.edge_box_mean`) before it
             warps by it, its output then being that mean plus the residual, as NCC block matching's
