@@ -120,13 +120,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "networks": [],
     }
 
+    def overlap_suffix(overlap: float) -> str:
+        return f"@{overlap:g}" if args.overlap else ""  # named only when overlaps were asked for
+
     def tile_modes(network, tag: str = "") -> dict:
         """Plain and guided tiles of ``network`` at each overlap, named ``plain<tag>[@overlap]`` ..."""
         modes = {}
         for overlap in overlaps:
-            suffix = f"@{overlap:g}" if args.overlap else ""
             for mode in ("plain", "guided"):
-                modes[f"{mode}{tag}{suffix}"] = network_estimator(network, device, tile=tile, overlap=overlap,
+                modes[f"{mode}{tag}{overlap_suffix(overlap)}"] = network_estimator(network, device, tile=tile, overlap=overlap,
                                                                   guided=mode == "guided", guide_pass="whole")
         return modes
 
@@ -135,8 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         estimators = tile_modes(model)
         if args.strips:
             for overlap in overlaps:
-                suffix = f"@{overlap:g}" if args.overlap else ""
-                estimators["guided-strips" + suffix] = network_estimator(model, device, tile=tile, overlap=overlap,
+                estimators["guided-strips" + overlap_suffix(overlap)] = network_estimator(model, device, tile=tile, overlap=overlap,
                                                                          guided=True, guide_pass="strips")
         if args.whole_frame:
             estimators["whole"] = network_estimator(model, device, tile=None)

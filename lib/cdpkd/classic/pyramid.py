@@ -80,14 +80,19 @@ def interp_axis(values: torch.Tensor, centres: torch.Tensor, size: int, dim: int
     return values.index_select(dim, lo) * (1 - t) + values.index_select(dim, hi) * t
 
 
+def _edge_padded(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``x`` padded by half an odd (axial x lateral) window on every side, edge values replicated."""
+    ka, kl = size
+    return F.pad(x, (kl // 2, kl // 2, ka // 2, ka // 2), mode="replicate")
+
+
 def median_filter(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Median over an odd (axial x lateral) neighbourhood of N x C x H x W (edges replicated)."""
     ka, kl = size
     if ka == 1 and kl == 1:
         return x
     n, c, h, w = x.shape
-    padded = F.pad(x, (kl // 2, kl // 2, ka // 2, ka // 2), mode="replicate")
-    patches = padded.unfold(-2, ka, 1).unfold(-2, kl, 1)  # N x C x H x W x ka x kl (lateral unfold is on W)
+    patches = _edge_padded(x, size).unfold(-2, ka, 1).unfold(-2, kl, 1)  # N x C x H x W x ka x kl (lateral unfold is on W)
     return patches.reshape(n, c, h, w, ka * kl).median(dim=-1).values
 
 
@@ -100,8 +105,7 @@ def edge_box_mean(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     ka, kl = size
     if ka == 1 and kl == 1:
         return x
-    padded = F.pad(x, (kl // 2, kl // 2, ka // 2, ka // 2), mode="replicate")
-    return F.avg_pool2d(padded, (ka, kl), stride=1)
+    return F.avg_pool2d(_edge_padded(x, size), (ka, kl), stride=1)
 
 
 def weighted_box_mean(x: torch.Tensor, weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

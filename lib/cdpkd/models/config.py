@@ -50,6 +50,11 @@ TEACHER_LEVELS = (5, 4, 3, 2, 1)
 TEACHER_RADII = ((4, 2),) * 5
 
 
+def _is_odd_window(window: tuple[int, ...]) -> bool:
+    """Two odd integers >= 1 (samples, lines): a centred window."""
+    return len(window) == 2 and min(window) >= 1 and window[0] % 2 == 1 and window[1] % 2 == 1
+
+
 def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise ValueError(f"PWCConfig: {what} must be a sequence of integers, got {value!r}")
@@ -239,7 +244,7 @@ class PWCConfig:
         set_(self, "search_radii", radii)
 
         windows = () if self.cost_windows in ((), []) else _level_pairs(self.cost_windows, k, "cost_windows")
-        if any(min(w) < 1 or w[0] % 2 == 0 or w[1] % 2 == 0 for w in windows):
+        if not all(_is_odd_window(w) for w in windows):
             raise ValueError(f"PWCConfig: cost_windows must be odd and >= 1, got {self.cost_windows}")
         set_(self, "cost_windows", () if all(w == (1, 1) for w in windows) else windows)  # all (1, 1) = none
 
@@ -263,7 +268,7 @@ class PWCConfig:
         if len(radius) != 2 or min(radius) < 0:
             raise ValueError(f"PWCConfig: refine_radius must be two integers >= 0, got {self.refine_radius!r}")
         window = _int_tuple(self.refine_window, "refine_window")
-        if len(window) != 2 or min(window) < 1 or window[0] % 2 == 0 or window[1] % 2 == 0:
+        if not _is_odd_window(window):
             raise ValueError(f"PWCConfig: refine_window must be two odd integers >= 1, got {self.refine_window!r}")
         set_(self, "refine_radius", radius)
         set_(self, "refine_window", window)
@@ -274,7 +279,7 @@ class PWCConfig:
         if isinstance(self.refine_passes, bool) or not isinstance(self.refine_passes, int) or self.refine_passes < 1:
             raise ValueError(f"PWCConfig: refine_passes must be an integer >= 1, got {self.refine_passes!r}")
         smoothing = _int_tuple(self.refine_guide_smoothing, "refine_guide_smoothing")
-        if len(smoothing) != 2 or min(smoothing) < 1 or smoothing[0] % 2 == 0 or smoothing[1] % 2 == 0:
+        if not _is_odd_window(smoothing):
             raise ValueError(
                 f"PWCConfig: refine_guide_smoothing must be two odd integers >= 1, got {self.refine_guide_smoothing!r}"
             )
