@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from cdpkd.classic import box_sum, cosine_offset, ncc_volume, parabolic_offset, peak_offset, spline_warp
+from cdpkd.classic.pyramid import edge_box_mean
 
 OMEGA = math.pi / 4  # carrier phase per sample at 40 MHz sampling of 5 MHz
 DELTAS = torch.linspace(-0.5, 0.5, 101, dtype=torch.float64)
@@ -71,6 +72,22 @@ def test_box_sum_matches_brute_force(window):
     padded = F.pad(x, (hx, hx, hy, hy))
     ref = sum(padded[..., dy : dy + 30, dx : dx + 11] for dy in range(window[0]) for dx in range(window[1]))
     torch.testing.assert_close(box_sum(x, window), ref)
+
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 1), (7, 3), (61, 9)])
+def test_edge_box_mean_matches_average_pooling_of_the_edge_padded_field(size):
+    """The reference: avg_pool2d over the edge-replicated frame (what the box sums replace)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 2, 70, 12, dtype=torch.float64, requires_grad=True)
+    ka, kl = size
+    ref = F.avg_pool2d(F.pad(x, (kl // 2, kl // 2, ka // 2, ka // 2), mode="replicate"), size, stride=1)
+    out = edge_box_mean(x, size)
+    torch.testing.assert_close(out, ref)
+    weights = torch.randn_like(ref)
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    (grad_ref,) = torch.autograd.grad((ref * weights).sum(), x)
+    torch.testing.assert_close(grad, grad_ref)
 
 
 def test_ncc_volume_matches_brute_force():
