@@ -74,6 +74,17 @@ def test_box_sum_matches_brute_force(window):
     torch.testing.assert_close(box_sum(x, window), ref)
 
 
+@pytest.mark.parametrize("window", [(3, 1), (7, 3), (41, 9)])
+def test_box_sum_with_replicated_edges_matches_brute_force(window):
+    """Per-axis repetition of the edges equals 2-D edge replication, also for windows beyond the frame."""
+    x = torch.randn(2, 3, 30, 5, dtype=torch.float64)
+    hy, hx = window[0] // 2, window[1] // 2
+    padded = F.pad(x, (hx, hx, hy, hy), mode="replicate")
+    ref = sum(padded[..., dy : dy + 30, dx : dx + 5] for dy in range(window[0]) for dx in range(window[1]))
+    torch.testing.assert_close(box_sum(x, window, edges="replicate"), ref)
+    with pytest.raises(ValueError, match="edges must be one of"):
+        box_sum(x, window, edges="reflect")
+
 
 @pytest.mark.parametrize("size", [(1, 1), (3, 1), (7, 3), (61, 9)])
 def test_edge_box_mean_matches_average_pooling_of_the_edge_padded_field(size):

@@ -36,8 +36,22 @@ from ..ops import correlation
 _FLAT = 1e-6
 
 
-def _box_axis(x: torch.Tensor, win: int, dim: int) -> torch.Tensor:
-    """Sum over ``win`` (odd) consecutive samples centred on each one along ``dim``, zeros outside.
+#: What a box sum sees beyond the frame: zeros, or the edge sample repeated.
+BOX_EDGES = ("zeros", "replicate")
+
+
+def _pad_axis(x: torch.Tensor, h: int, dim: int, edges: str) -> torch.Tensor:
+    """``x`` extended by ``h`` samples at both ends of ``dim``: zeros, or the edge samples repeated."""
+    if edges == "zeros":
+        return F.pad(x, [0, 0] * (x.dim() - 1 - (dim % x.dim())) + [h, h])
+    shape = list(x.shape)
+    shape[dim] = h
+    first, last = x.narrow(dim, 0, 1).expand(shape), x.narrow(dim, x.shape[dim] - 1, 1).expand(shape)
+    return torch.cat((first, x, last), dim)
+
+
+def _box_axis(x: torch.Tensor, win: int, dim: int, edges: str) -> torch.Tensor:
+    """Sum over ``win`` (odd) consecutive samples centred on each one along ``dim`` (``edges`` outside).
 
     Binary doubling: sums over 1, 2, 4, ... samples are built by one shifted add
     each and the window is assembled from its binary digits, so the cost is
@@ -46,10 +60,8 @@ def _box_axis(x: torch.Tensor, win: int, dim: int) -> torch.Tensor:
     """
     if win == 1:
         return x
-    h = win // 2
     n = x.shape[dim]
-    pad = [0, 0] * (x.dim() - 1 - (dim % x.dim())) + [h, h]
-    t = F.pad(x, pad)  # t(i) = sum of k samples starting at padded index i; k = 1 here
+    t = _pad_axis(x, win // 2, dim, edges)  # t(i) = sum of k samples starting at padded index i; k = 1 here
     out: torch.Tensor | None = None
     offset, k = 0, 1
     while True:
@@ -64,9 +76,15 @@ def _box_axis(x: torch.Tensor, win: int, dim: int) -> torch.Tensor:
         k *= 2
 
 
-def box_sum(x: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:
-    """Sum over an odd (axial x lateral) window centred on each pixel of ``... x H x W``, zeros outside."""
-    return _box_axis(_box_axis(x, window[0], -2), window[1], -1)
+def box_sum(x: torch.Tensor, window: tuple[int, int], edges: str = "zeros") -> torch.Tensor:
+    """Sum over an odd (axial x lateral) window centred on each pixel of ``... x H x W``.
+
+    ``edges``: what the window sees outside the frame, zeros (default) or the edge values
+    repeated (:data:`BOX_EDGES`; repeating per axis is exactly 2-D edge replication).
+    """
+    if edges not in BOX_EDGES:
+        raise ValueError(f"box_sum: edges must be one of {BOX_EDGES}, got {edges!r}")
+    return _box_axis(_box_axis(x, window[0], -2, edges), window[1], -1, edges)
 
 
 def ncc_volume(

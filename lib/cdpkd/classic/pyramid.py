@@ -80,19 +80,14 @@ def interp_axis(values: torch.Tensor, centres: torch.Tensor, size: int, dim: int
     return values.index_select(dim, lo) * (1 - t) + values.index_select(dim, hi) * t
 
 
-def _edge_padded(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``x`` padded by half an odd (axial x lateral) window on every side, edge values replicated."""
-    ka, kl = size
-    return F.pad(x, (kl // 2, kl // 2, ka // 2, ka // 2), mode="replicate")
-
-
 def median_filter(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Median over an odd (axial x lateral) neighbourhood of N x C x H x W (edges replicated)."""
     ka, kl = size
     if ka == 1 and kl == 1:
         return x
     n, c, h, w = x.shape
-    patches = _edge_padded(x, size).unfold(-2, ka, 1).unfold(-2, kl, 1)  # N x C x H x W x ka x kl (lateral unfold is on W)
+    padded = F.pad(x, (kl // 2, kl // 2, ka // 2, ka // 2), mode="replicate")
+    patches = padded.unfold(-2, ka, 1).unfold(-2, kl, 1)  # N x C x H x W x ka x kl (lateral unfold is on W)
     return patches.reshape(n, c, h, w, ka * kl).median(dim=-1).values
 
 
@@ -101,14 +96,13 @@ def edge_box_mean(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
     The smoother of a displacement guide (the block-matching loss term's, the refinement head's): an
     edge row of a smooth field extrapolates better by its own value than by zeros. Differentiable.
-    Summed by :func:`box_sum` (~2 log2 k shifted adds per axis): ``avg_pool2d`` spends ka x kl adds
-    per output, and at the head's 61 x 9 that was a fifth of a pruned student's CPU time.
+    Summed by :func:`box_sum` (~2 log2 k shifted adds per axis; ``avg_pool2d`` spends ka x kl adds
+    per output, 549 at the head's 61 x 9).
     """
     ka, kl = size
     if ka == 1 and kl == 1:
         return x
-    sums = box_sum(_edge_padded(x, size), size)  # the padded frame's inner H x W holds the whole windows
-    return sums[..., ka // 2 : ka // 2 + x.shape[-2], kl // 2 : kl // 2 + x.shape[-1]] / (ka * kl)
+    return box_sum(x, size, edges="replicate") / (ka * kl)
 
 
 def weighted_box_mean(x: torch.Tensor, weight: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
